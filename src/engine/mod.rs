@@ -1,0 +1,215 @@
+//! The server engine: one thread, one `mio::Poll`, every client in a slab.
+//!
+//! It knows nothing of egui. It takes [`Command`]s over a channel (a
+//! `mio::Waker` interrupts the poll) and hands [`Batch`]es of what it did to
+//! one consumer over a bounded channel that it never blocks on.
+
+mod connection;
+mod event_loop;
+mod listener;
+mod publish;
+mod queue;
+mod transcript;
+
+pub use listener::describe_bind_error;
+pub use publish::{MAX_BATCH_EVENTS, Notify};
+
+use crate::protocol::{Batch, Command, ListenState, Mode};
+use crossbeam_channel::{Receiver, Sender};
+use mio::{Poll, Waker};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8800";
+
+#[derive(Clone)]
+pub struct EngineConfig {
+    /// Where to listen at start; `None` starts without a listener.
+    pub listen: Option<String>,
+    pub mode: Mode,
+    /// Per-client queue bound; reading that client stops at this size.
+    pub queue_limit: usize,
+    /// Reading resumes once the queue drains to this size.
+    pub low_water: usize,
+    /// Bytes of recent conversation kept per client and direction.
+    pub transcript_limit: usize,
+    /// Batches the consumer may fall behind before events are dropped.
+    pub channel_capacity: usize,
+    /// How often pending observations are handed over.
+    pub flush_interval: Duration,
+    /// Called (throttled) after a batch was handed over.
+    pub notify: Option<Notify>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            listen: Some(DEFAULT_LISTEN.to_owned()),
+            mode: Mode::Echo,
+            queue_limit: 1024 * 1024,
+            low_water: 256 * 1024,
+            transcript_limit: 64 * 1024,
+            channel_capacity: 1024,
+            flush_interval: Duration::from_millis(5),
+            notify: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for EngineConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineConfig")
+            .field("listen", &self.listen)
+            .field("mode", &self.mode)
+            .field("queue_limit", &self.queue_limit)
+            .field("low_water", &self.low_water)
+            .field("transcript_limit", &self.transcript_limit)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The running engine. Dropping it stops the thread and closes every client.
+pub struct EngineHandle {
+    commands: Sender<Command>,
+    batches: Receiver<Batch>,
+    waker: Arc<Waker>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    initial_listen: ListenState,
+}
+
+impl std::fmt::Debug for EngineHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineHandle")
+            .field("initial_listen", &self.initial_listen)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EngineHandle {
+    /// Start the engine thread. Failing to bind is not an error here: it is
+    /// reported in [`EngineHandle::initial_listen`] and as an event, so a
+    /// window can still open and offer another port.
+    pub fn spawn(config: EngineConfig) -> io::Result<EngineHandle> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), event_loop::WAKER)?);
+        let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
+        let (batch_tx, batch_rx) = crossbeam_channel::bounded(config.channel_capacity.max(1));
+        let stop = Arc::new(AtomicBool::new(false));
+
+        let (listener, initial_listen) = match &config.listen {
+            None => (None, ListenState::Stopped),
+            Some(addr) => match listener::bind(addr) {
+                Ok(l) => {
+                    let local = l.local_addr()?;
+                    (Some(l), ListenState::Listening(local))
+                }
+                Err(error) => (
+                    None,
+                    ListenState::Failed {
+                        addr: addr.clone(),
+                        error,
+                    },
+                ),
+            },
+        };
+        let publisher = publish::Publisher::new(batch_tx, config.notify.clone(), config.flush_interval);
+        let event_loop = event_loop::EventLoop::new(
+            poll,
+            cmd_rx,
+            stop.clone(),
+            publisher,
+            config,
+            listener,
+            initial_listen.clone(),
+        )?;
+        let thread = std::thread::Builder::new()
+            .name("muxscope-engine".into())
+            .spawn(move || event_loop.run())?;
+        Ok(EngineHandle {
+            commands: cmd_tx,
+            batches: batch_rx,
+            waker,
+            stop,
+            thread: Some(thread),
+            initial_listen,
+        })
+    }
+
+    /// The listen outcome at start.
+    pub fn initial_listen(&self) -> &ListenState {
+        &self.initial_listen
+    }
+
+    /// The bound address, if the start-up bind succeeded.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        match self.initial_listen {
+            ListenState::Listening(a) => Some(a),
+            _ => None,
+        }
+    }
+
+    pub fn send(&self, cmd: Command) {
+        // The engine outlives every sender but the handle; a failed send can
+        // only happen after shutdown, when there is nothing left to steer.
+        if self.commands.send(cmd).is_ok() {
+            let _ = self.waker.wake();
+        }
+    }
+
+    pub fn batches(&self) -> &Receiver<Batch> {
+        &self.batches
+    }
+
+    /// A cloneable way to send commands from another thread.
+    pub fn commander(&self) -> Commander {
+        Commander {
+            commands: self.commands.clone(),
+            waker: self.waker.clone(),
+        }
+    }
+
+    /// Stop the engine, closing every client, and wait for its thread.
+    pub fn shutdown(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.waker.wake();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for EngineHandle {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+/// Sends commands to the engine from any thread.
+#[derive(Clone)]
+pub struct Commander {
+    commands: Sender<Command>,
+    waker: Arc<Waker>,
+}
+
+impl std::fmt::Debug for Commander {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Commander")
+    }
+}
+
+impl Commander {
+    pub fn send(&self, cmd: Command) {
+        if self.commands.send(cmd).is_ok() {
+            let _ = self.waker.wake();
+        }
+    }
+}

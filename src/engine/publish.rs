@@ -1,0 +1,194 @@
+//! Hands what the engine observed to its consumer without ever waiting on it.
+//!
+//! Observations are batched and sent at most once per flush interval, which
+//! turns hundreds of thousands of events per second into a few hundred
+//! channel sends. The channel is bounded. When it is full the batch's events
+//! are dropped and counted, and the count travels in every later batch, so a
+//! slow consumer learns exactly how much it missed. Counters, stats and
+//! inspector snapshots are latest-value data: they are kept (coalesced) and
+//! retried, so tables stay exact even when the event log has gaps.
+
+use crate::protocol::{Batch, ConnCounters, ConnDetail, EngineStats, Event};
+use crossbeam_channel::{Sender, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A callback the engine runs after handing over a batch, e.g. to wake a UI.
+pub type Notify = Arc<dyn Fn() + Send + Sync>;
+
+/// Beyond this many events a batch is sent at once rather than at the next
+/// interval, which bounds the memory of one batch.
+pub const MAX_BATCH_EVENTS: usize = 8192;
+/// Final counters of closed connections kept while the consumer is behind.
+const MAX_HELD_COUNTERS: usize = 65_536;
+/// Notifying a UI more often than its frame rate only costs wake-ups.
+const NOTIFY_INTERVAL: Duration = Duration::from_millis(15);
+
+pub struct Publisher {
+    tx: Sender<Batch>,
+    notify: Option<Notify>,
+    flush_interval: Duration,
+    pending: Batch,
+    seq: u64,
+    dropped_events: u64,
+    last_flush: Instant,
+    last_notify: Instant,
+    notify_owed: bool,
+    disconnected: bool,
+}
+
+impl Publisher {
+    pub fn new(tx: Sender<Batch>, notify: Option<Notify>, flush_interval: Duration) -> Self {
+        let now = Instant::now();
+        Publisher {
+            tx,
+            notify,
+            flush_interval,
+            pending: Batch::default(),
+            seq: 0,
+            dropped_events: 0,
+            last_flush: now,
+            last_notify: now,
+            notify_owed: false,
+            disconnected: false,
+        }
+    }
+
+    #[inline]
+    pub fn event(&mut self, event: Event) {
+        self.pending.events.push(event);
+    }
+
+    /// Final counters of a connection that is gone; kept until delivered.
+    pub fn final_counters(&mut self, counters: ConnCounters) {
+        if self.pending.counters.len() >= MAX_HELD_COUNTERS {
+            self.pending.counters.remove(0);
+            self.dropped_events += 1;
+        }
+        self.pending.counters.push(counters);
+    }
+
+    pub fn stats(&mut self, stats: EngineStats) {
+        self.pending.stats = Some(stats);
+    }
+
+    pub fn detail(&mut self, detail: ConnDetail) {
+        self.pending
+            .details
+            .retain(|d| d.counters.id != detail.counters.id);
+        self.pending.details.push(detail);
+    }
+
+    pub fn dropped_events(&self) -> u64 {
+        self.dropped_events
+    }
+
+    /// Whether a flush is due at `now`, given that `dirty` connections have
+    /// counters to report.
+    pub fn due(&self, now: Instant, dirty: bool) -> bool {
+        let has_data = dirty || !self.pending.is_empty();
+        (has_data && now.duration_since(self.last_flush) >= self.flush_interval)
+            || self.pending.events.len() >= MAX_BATCH_EVENTS
+    }
+
+    /// When the loop must wake up next for the publisher's sake.
+    pub fn deadline(&self, dirty: bool) -> Option<Instant> {
+        let flush = (dirty || !self.pending.is_empty()).then(|| self.last_flush + self.flush_interval);
+        let notify = self.notify_owed.then(|| self.last_notify + NOTIFY_INTERVAL);
+        match (flush, notify) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Send what is pending, with `live` counters of connections that
+    /// changed. Returns false if the consumer was behind; the caller must
+    /// then keep those connections marked dirty.
+    pub fn flush(&mut self, now: Instant, live: Vec<ConnCounters>) -> bool {
+        self.last_flush = now;
+        if self.disconnected {
+            self.pending.events.clear();
+            return true;
+        }
+        let mut batch = std::mem::take(&mut self.pending);
+        let held_counters = batch.counters.len();
+        batch.counters.extend(live);
+        if batch.is_empty() {
+            self.pending = batch;
+            return true;
+        }
+        self.seq += 1;
+        batch.seq = self.seq;
+        batch.dropped_events = self.dropped_events;
+        match self.tx.try_send(batch) {
+            Ok(()) => {
+                self.owe_notify(now);
+                true
+            }
+            Err(TrySendError::Full(mut batch)) => {
+                self.dropped_events += batch.events.len() as u64;
+                batch.events.clear();
+                batch.counters.truncate(held_counters);
+                self.pending = batch;
+                false
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                self.disconnected = true;
+                true
+            }
+        }
+    }
+
+    /// Run the notify callback if it is owed and not too soon after the last.
+    pub fn poll_notify(&mut self, now: Instant) {
+        if self.notify_owed && now.duration_since(self.last_notify) >= NOTIFY_INTERVAL {
+            self.owe_notify(now);
+        }
+    }
+
+    fn owe_notify(&mut self, now: Instant) {
+        let Some(notify) = &self.notify else { return };
+        if now.duration_since(self.last_notify) >= NOTIFY_INTERVAL {
+            notify();
+            self.last_notify = now;
+            self.notify_owed = false;
+        } else {
+            self.notify_owed = true;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{EventKind, Mode};
+
+    fn ev(at: u64) -> Event {
+        Event {
+            at,
+            conn: None,
+            kind: EventKind::ModeChanged { mode: Mode::Echo },
+        }
+    }
+
+    #[test]
+    fn full_channel_drops_and_counts_events_but_never_blocks() {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let mut p = Publisher::new(tx, None, Duration::ZERO);
+        let now = Instant::now();
+        p.event(ev(1));
+        assert!(p.flush(now, vec![]));
+        p.event(ev(2));
+        p.event(ev(3));
+        assert!(!p.flush(now, vec![]), "channel is full");
+        assert_eq!(p.dropped_events(), 2);
+        let first = rx.try_recv().unwrap();
+        assert_eq!(first.events.len(), 1);
+        assert_eq!(first.dropped_events, 0);
+        p.event(ev(4));
+        assert!(p.flush(now, vec![]));
+        let second = rx.try_recv().unwrap();
+        assert_eq!(second.events, vec![ev(4)]);
+        assert_eq!(second.dropped_events, 2, "the drop count reaches the consumer");
+    }
+}

@@ -1,0 +1,72 @@
+//! Number formatting shared by the headless summary and the UI.
+
+/// `1536` → `1.5 KiB`. Exact below 1 KiB so small counts stay readable.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if value < 10.0 {
+        format!("{value:.1} {}", UNITS[unit])
+    } else {
+        format!("{value:.0} {}", UNITS[unit])
+    }
+}
+
+/// A rate in bytes per second.
+pub fn rate(bytes_per_sec: f64) -> String {
+    format!("{}/s", bytes(bytes_per_sec.max(0.0).round() as u64))
+}
+
+/// `1234567` → `1.2M`, for counts in tight columns.
+pub fn count(n: f64) -> String {
+    if n < 10_000.0 {
+        format!("{n:.0}")
+    } else if n < 10_000_000.0 {
+        format!("{:.1}k", n / 1e3)
+    } else {
+        format!("{:.1}M", n / 1e6)
+    }
+}
+
+/// Microseconds as a short duration: `850ms`, `12.3s`, `4m05s`, `2h10m`.
+pub fn duration_micros(us: u64) -> String {
+    let ms = us / 1000;
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    } else if ms < 3_600_000 {
+        format!("{}m{:02}s", ms / 60_000, (ms / 1000) % 60)
+    } else {
+        format!("{}h{:02}m", ms / 3_600_000, (ms / 60_000) % 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_bytes() {
+        assert_eq!(bytes(0), "0 B");
+        assert_eq!(bytes(1023), "1023 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(1024 * 1024 * 300), "300 MiB");
+    }
+
+    #[test]
+    fn formats_durations_and_counts() {
+        assert_eq!(duration_micros(850_000), "850ms");
+        assert_eq!(duration_micros(12_300_000), "12.3s");
+        assert_eq!(duration_micros(245_000_000), "4m05s");
+        assert_eq!(count(123.0), "123");
+        assert_eq!(count(45_600.0), "45.6k");
+    }
+}

@@ -1,0 +1,12 @@
+//! muxscope: a single-threaded, readiness-driven TCP echo server you can see
+//! into and steer. See the README for the architecture.
+
+pub mod format;
+pub mod protocol;
+
+#[cfg(not(target_arch = "wasm32"))]
+pub mod cli;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod engine;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod headless;

@@ -1,0 +1,409 @@
+//! The contract between the engine and every viewer.
+//!
+//! These are plain serde types with no dependency on mio, egui or threads, so
+//! they compile for wasm32 as well. An in-process viewer receives them over a
+//! crossbeam channel; a remote viewer receives the very same values over a
+//! WebSocket. Nothing else is shared between the engine and a viewer.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::net::SocketAddr;
+
+/// Microseconds since the engine started. One clock read per poll iteration
+/// stamps every event of that iteration, which keeps the hot path cheap.
+pub type Micros = u64;
+
+/// A client connection's identity. Assigned from a counter and never reused,
+/// unlike mio tokens (slab keys), so a recycled token cannot make a new
+/// client look like an old one.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ConnId(pub u64);
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// The readiness flags exactly as mio reported them for one event.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Readiness(pub u8);
+
+impl Readiness {
+    pub const READABLE: u8 = 1;
+    pub const WRITABLE: u8 = 2;
+    pub const READ_CLOSED: u8 = 4;
+    pub const WRITE_CLOSED: u8 = 8;
+    pub const ERROR: u8 = 16;
+
+    pub fn has(self, flag: u8) -> bool {
+        self.0 & flag != 0
+    }
+
+    /// Short flag letters, e.g. `R W rc` for a log column.
+    pub fn describe(self) -> String {
+        let names = [
+            (Self::READABLE, "R"),
+            (Self::WRITABLE, "W"),
+            (Self::READ_CLOSED, "rc"),
+            (Self::WRITE_CLOSED, "wc"),
+            (Self::ERROR, "err"),
+        ];
+        let parts: Vec<&str> = names
+            .iter()
+            .filter(|(flag, _)| self.has(*flag))
+            .map(|(_, name)| *name)
+            .collect();
+        if parts.is_empty() {
+            "-".to_owned()
+        } else {
+            parts.join(" ")
+        }
+    }
+}
+
+/// What the engine does with the bytes it reads.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Mode {
+    /// The seed's behaviour: every byte read is queued and written back.
+    #[default]
+    Echo,
+    /// Bytes read are recorded but not echoed; only injected bytes are sent,
+    /// so the user plays the server.
+    Manual,
+    /// Bytes read are counted and thrown away.
+    Discard,
+}
+
+impl Mode {
+    pub const ALL: [Mode; 3] = [Mode::Echo, Mode::Manual, Mode::Discard];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Echo => "echo",
+            Mode::Manual => "manual",
+            Mode::Discard => "discard",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Mode> {
+        Mode::ALL.into_iter().find(|m| m.name() == text)
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How to get rid of a client.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum KickMode {
+    /// Stop reading, flush the queue, send FIN, then close.
+    Graceful,
+    /// Close at once with `SO_LINGER` 0, so the peer sees a reset.
+    Reset,
+}
+
+/// Which clients a command applies to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Targets {
+    All,
+    Conns(Vec<ConnId>),
+}
+
+impl Targets {
+    pub fn one(conn: ConnId) -> Self {
+        Targets::Conns(vec![conn])
+    }
+}
+
+/// Why a connection ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CloseReason {
+    /// The peer sent FIN and everything queued was delivered.
+    PeerClosed,
+    /// The peer reset the connection.
+    PeerReset,
+    Kicked(KickMode),
+    /// A socket error other than a reset.
+    Error(String),
+    /// The engine shut down, or stopped listening with `close_clients`.
+    EngineStopped,
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseReason::PeerClosed => f.write_str("peer closed"),
+            CloseReason::PeerReset => f.write_str("peer reset"),
+            CloseReason::Kicked(KickMode::Graceful) => f.write_str("kicked (graceful)"),
+            CloseReason::Kicked(KickMode::Reset) => f.write_str("kicked (reset)"),
+            CloseReason::Error(e) => write!(f, "error: {e}"),
+            CloseReason::EngineStopped => f.write_str("engine stopped"),
+        }
+    }
+}
+
+/// Which socket operation an event is about.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum IoOp {
+    Read,
+    Write,
+    Accept,
+}
+
+/// Where queued bytes came from.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Origin {
+    Echo,
+    Inject,
+}
+
+/// One thing that happened, as it happened.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventKind {
+    /// mio reported readiness for a connection's socket (or the listener's,
+    /// when `conn` is `None`).
+    Readiness(Readiness),
+    Accepted { peer: SocketAddr },
+    Read { n: u32 },
+    Wrote { n: u32 },
+    WouldBlock { op: IoOp },
+    Queued { n: u32, origin: Origin },
+    /// The queue crossed its bound (`on`) or drained below the low-water
+    /// mark (`!on`); reading the client stops and resumes accordingly.
+    Backpressure { on: bool },
+    /// The user paused or resumed reading this client.
+    ReadPaused { paused: bool },
+    Injected { n: u32 },
+    /// The peer sent FIN; queued bytes are still delivered.
+    PeerHalfClosed,
+    Kicked { mode: KickMode },
+    Closed { reason: CloseReason },
+    /// `accept` failed; with `paused`, the engine backs off and retries
+    /// (for example when it ran out of file descriptors).
+    AcceptError { error: String, paused: bool },
+    AcceptResumed,
+    Listening { addr: SocketAddr },
+    ListenFailed { addr: String, error: String },
+    ListenStopped,
+    ModeChanged { mode: Mode },
+}
+
+impl EventKind {
+    /// A stable short name, used by log filters.
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::Readiness(_) => "readiness",
+            EventKind::Accepted { .. } => "accepted",
+            EventKind::Read { .. } => "read",
+            EventKind::Wrote { .. } => "wrote",
+            EventKind::WouldBlock { .. } => "would-block",
+            EventKind::Queued { .. } => "queued",
+            EventKind::Backpressure { .. } => "backpressure",
+            EventKind::ReadPaused { .. } => "read-paused",
+            EventKind::Injected { .. } => "injected",
+            EventKind::PeerHalfClosed => "half-closed",
+            EventKind::Kicked { .. } => "kicked",
+            EventKind::Closed { .. } => "closed",
+            EventKind::AcceptError { .. } => "accept-error",
+            EventKind::AcceptResumed => "accept-resumed",
+            EventKind::Listening { .. } => "listening",
+            EventKind::ListenFailed { .. } => "listen-failed",
+            EventKind::ListenStopped => "listen-stopped",
+            EventKind::ModeChanged { .. } => "mode",
+        }
+    }
+
+    /// A one-line human description of what happened.
+    pub fn describe(&self) -> String {
+        match self {
+            EventKind::Readiness(r) => format!("ready {}", r.describe()),
+            EventKind::Accepted { peer } => format!("accepted from {peer}"),
+            EventKind::Read { n } => format!("read {n} B"),
+            EventKind::Wrote { n } => format!("wrote {n} B"),
+            EventKind::WouldBlock { op } => format!("{op:?} would block").to_lowercase(),
+            EventKind::Queued { n, origin } => match origin {
+                Origin::Echo => format!("queued {n} B"),
+                Origin::Inject => format!("queued {n} B (inject)"),
+            },
+            EventKind::Backpressure { on: true } => "backpressure on: reading paused".to_owned(),
+            EventKind::Backpressure { on: false } => "backpressure off: reading resumed".to_owned(),
+            EventKind::ReadPaused { paused: true } => "reading paused by user".to_owned(),
+            EventKind::ReadPaused { paused: false } => "reading resumed by user".to_owned(),
+            EventKind::Injected { n } => format!("injected {n} B"),
+            EventKind::PeerHalfClosed => "peer half-closed (FIN): flushing queue".to_owned(),
+            EventKind::Kicked { mode } => format!("kicked ({mode:?})").to_lowercase(),
+            EventKind::Closed { reason } => format!("closed: {reason}"),
+            EventKind::AcceptError { error, paused } => {
+                if *paused {
+                    format!("accept failed: {error}; backing off")
+                } else {
+                    format!("accept failed: {error}")
+                }
+            }
+            EventKind::AcceptResumed => "accepting again".to_owned(),
+            EventKind::Listening { addr } => format!("listening on {addr}"),
+            EventKind::ListenFailed { addr, error } => format!("cannot listen on {addr}: {error}"),
+            EventKind::ListenStopped => "stopped listening".to_owned(),
+            EventKind::ModeChanged { mode } => format!("mode set to {mode}"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub at: Micros,
+    /// `None` for listener and engine-wide events.
+    pub conn: Option<ConnId>,
+    pub kind: EventKind,
+}
+
+/// Where a connection is in its life.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConnState {
+    Open,
+    /// The peer sent FIN; the engine is delivering what is still queued.
+    HalfClosed,
+    /// Kicked gracefully: flushing, then FIN.
+    Closing,
+    Closed(CloseReason),
+}
+
+/// Per-kind counts of readiness events seen for one connection.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventCounts {
+    pub readable: u64,
+    pub writable: u64,
+    pub read_closed: u64,
+    pub write_closed: u64,
+    pub error: u64,
+}
+
+/// The latest numbers of one connection. These are sent whenever they change
+/// and are never dropped (only coalesced), so a viewer's table is exact even
+/// when events were dropped.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnCounters {
+    pub id: ConnId,
+    pub peer: SocketAddr,
+    pub opened_at: Micros,
+    pub state: ConnState,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    pub queued_bytes: u64,
+    pub queued_msgs: u32,
+    pub queue_high_water: u64,
+    /// Reading stopped because the queue hit its bound.
+    pub backpressure: bool,
+    /// Reading stopped because the user asked.
+    pub read_paused: bool,
+    pub events: EventCounts,
+    pub last_activity: Micros,
+}
+
+/// Whether the engine is accepting clients.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ListenState {
+    Listening(SocketAddr),
+    Stopped,
+    Failed { addr: String, error: String },
+}
+
+/// Engine-wide numbers, sent on every tick. Totals are cumulative; rates are
+/// over the last second.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EngineStats {
+    pub at: Micros,
+    /// Wall-clock time of engine start, to render `Micros` as times of day.
+    pub started_unix_ms: u64,
+    pub listen: ListenState,
+    pub mode: Mode,
+    pub connections: u32,
+    pub accepted_total: u64,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    pub queued_bytes: u64,
+    pub events_total: u64,
+    pub events_per_sec: f64,
+    pub polls_per_sec: f64,
+    /// Events the engine could not hand to this consumer because it was
+    /// behind. Counted, never hidden.
+    pub dropped_events: u64,
+    pub accept_paused: bool,
+    pub queue_limit: u64,
+}
+
+/// A pending message in a client's queue.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuedMessage {
+    pub len: u32,
+    pub queued_at: Micros,
+    pub origin: Origin,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Direction {
+    /// Received from the client.
+    Rx,
+    /// Sent to the client.
+    Tx,
+}
+
+/// A run of bytes in one direction, as read or written in one call.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TranscriptChunk {
+    pub at: Micros,
+    pub dir: Direction,
+    pub bytes: Vec<u8>,
+}
+
+/// A snapshot of one connection for the inspector.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnDetail {
+    pub counters: ConnCounters,
+    pub queue: Vec<QueuedMessage>,
+    /// Both directions merged in time order. Older bytes fall out once a
+    /// direction holds more than the transcript limit.
+    pub transcript: Vec<TranscriptChunk>,
+    /// Bytes that fell out of the transcript, per direction.
+    pub transcript_dropped_rx: u64,
+    pub transcript_dropped_tx: u64,
+}
+
+/// What crosses from the engine to a viewer, once per flush.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Batch {
+    pub seq: u64,
+    pub events: Vec<Event>,
+    pub counters: Vec<ConnCounters>,
+    pub stats: Option<EngineStats>,
+    pub details: Vec<ConnDetail>,
+    /// Events dropped for this consumer since it started, cumulative.
+    pub dropped_events: u64,
+}
+
+impl Batch {
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+            && self.counters.is_empty()
+            && self.stats.is_none()
+            && self.details.is_empty()
+    }
+}
+
+/// What a viewer asks the engine to do.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    Kick { targets: Targets, mode: KickMode },
+    Inject { targets: Targets, bytes: Vec<u8> },
+    SetMode(Mode),
+    /// Stop listening (if listening) and listen on `addr` instead.
+    Listen { addr: String },
+    StopListening,
+    SetReadPaused { targets: Targets, paused: bool },
+    /// Ask for a `ConnDetail` snapshot, answered in a later batch.
+    Inspect { conn: ConnId },
+}
