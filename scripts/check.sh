@@ -10,4 +10,4 @@ cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo check --lib --target wasm32-unknown-unknown"
 cargo check --lib --locked --target wasm32-unknown-unknown
 echo "== cargo test"
-cargo test --locked --all-targets
+cargo test --locked

@@ -2,6 +2,8 @@
 //! into and steer. See the README for the architecture.
 
 pub mod format;
+pub mod monitor;
+pub mod payload;
 pub mod protocol;
 
 #[cfg(not(target_arch = "wasm32"))]

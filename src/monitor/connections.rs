@@ -1,0 +1,294 @@
+//! `ConnectionTable`: every connection's latest counters, plus the sorted and
+//! filtered order the table draws. Closed connections stay for a while so
+//! the user can still see how they ended.
+
+use crate::protocol::{ConnCounters, ConnId, ConnState, Micros};
+use serde::{Deserialize, Serialize};
+use std::cmp::Ordering;
+use std::collections::HashMap;
+
+/// How long closed rows stay visible (engine time).
+pub const CLOSED_RETENTION: Micros = 60_000_000;
+/// Closed rows kept at most, so a storm of short connections stays cheap.
+pub const MAX_CLOSED_ROWS: usize = 2_000;
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Column {
+    Id,
+    Peer,
+    State,
+    Age,
+    Rx,
+    Tx,
+    Queued,
+    Msgs,
+    HighWater,
+    LastActivity,
+}
+
+impl Column {
+    pub const ALL: [Column; 10] = [
+        Column::Id,
+        Column::Peer,
+        Column::State,
+        Column::Age,
+        Column::Rx,
+        Column::Tx,
+        Column::Queued,
+        Column::Msgs,
+        Column::HighWater,
+        Column::LastActivity,
+    ];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Column::Id => "id",
+            Column::Peer => "peer",
+            Column::State => "state",
+            Column::Age => "age",
+            Column::Rx => "rx",
+            Column::Tx => "tx",
+            Column::Queued => "queued",
+            Column::Msgs => "msgs",
+            Column::HighWater => "queue peak",
+            Column::LastActivity => "last activity",
+        }
+    }
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sort {
+    pub column: Column,
+    pub ascending: bool,
+}
+
+impl Default for Sort {
+    fn default() -> Self {
+        Sort {
+            column: Column::Id,
+            ascending: true,
+        }
+    }
+}
+
+/// A short state label for a row, e.g. `paused (backpressure)`.
+pub fn state_label(c: &ConnCounters) -> String {
+    match &c.state {
+        ConnState::Closed(reason) => format!("closed: {reason}"),
+        ConnState::Closing => "closing".into(),
+        ConnState::HalfClosed => "half-closed".into(),
+        ConnState::Open if c.backpressure => "paused (backpressure)".into(),
+        ConnState::Open if c.read_paused => "paused (by you)".into(),
+        ConnState::Open => "open".into(),
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct ConnectionTable {
+    rows: HashMap<ConnId, ConnCounters>,
+    closed: usize,
+    order: Vec<ConnId>,
+    order_stale: bool,
+    /// Sort and filter the current `order` was built with.
+    built_for: Option<(Sort, String)>,
+}
+
+impl ConnectionTable {
+    pub fn upsert(&mut self, counters: ConnCounters) {
+        let closed = matches!(counters.state, ConnState::Closed(_));
+        match self.rows.insert(counters.id, counters) {
+            None => {
+                self.closed += closed as usize;
+            }
+            Some(old) => {
+                let was_closed = matches!(old.state, ConnState::Closed(_));
+                self.closed += closed as usize;
+                self.closed -= was_closed as usize;
+            }
+        }
+        self.order_stale = true;
+    }
+
+    pub fn get(&self, id: ConnId) -> Option<&ConnCounters> {
+        self.rows.get(&id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    pub fn open_count(&self) -> usize {
+        self.rows.len() - self.closed
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &ConnCounters> {
+        self.rows.values()
+    }
+
+    /// Forget closed rows older than the retention, and the oldest beyond
+    /// the cap.
+    pub fn prune(&mut self, now: Micros) {
+        if self.closed == 0 {
+            return;
+        }
+        let before = self.rows.len();
+        self.rows.retain(|_, c| {
+            !matches!(c.state, ConnState::Closed(_))
+                || now.saturating_sub(c.last_activity) < CLOSED_RETENTION
+        });
+        if self.closed - (before - self.rows.len()) > MAX_CLOSED_ROWS {
+            let mut closed: Vec<(Micros, ConnId)> = self
+                .rows
+                .values()
+                .filter(|c| matches!(c.state, ConnState::Closed(_)))
+                .map(|c| (c.last_activity, c.id))
+                .collect();
+            closed.sort_unstable();
+            let excess = closed.len() - MAX_CLOSED_ROWS;
+            for (_, id) in &closed[..excess] {
+                self.rows.remove(id);
+            }
+        }
+        if self.rows.len() != before {
+            self.closed = self
+                .rows
+                .values()
+                .filter(|c| matches!(c.state, ConnState::Closed(_)))
+                .count();
+            self.order_stale = true;
+        }
+    }
+
+    /// The rows to draw, filtered and sorted. Rebuilt only when rows or the
+    /// sort/filter changed.
+    pub fn view(&mut self, sort: Sort, filter: &str) -> &[ConnId] {
+        let wanted = (sort, filter.to_owned());
+        if self.order_stale || self.built_for.as_ref() != Some(&wanted) {
+            let needle = filter.trim().to_lowercase();
+            self.order.clear();
+            self.order.extend(
+                self.rows
+                    .values()
+                    .filter(|c| matches_filter(c, &needle))
+                    .map(|c| c.id),
+            );
+            let rows = &self.rows;
+            self.order.sort_unstable_by(|a, b| {
+                let ord = compare(&rows[a], &rows[b], sort.column).then(a.cmp(b));
+                if sort.ascending { ord } else { ord.reverse() }
+            });
+            self.order_stale = false;
+            self.built_for = Some(wanted);
+        }
+        &self.order
+    }
+}
+
+/// A filter matches the id (`#12` or `12`), the peer address, or the state.
+pub fn matches_filter(c: &ConnCounters, needle: &str) -> bool {
+    if needle.is_empty() {
+        return true;
+    }
+    let id = c.id.0.to_string();
+    needle
+        .split_whitespace()
+        .all(|word| {
+            let word_id = word.strip_prefix('#').unwrap_or(word);
+            id == word_id
+                || c.peer.to_string().contains(word)
+                || state_label(c).to_lowercase().contains(word)
+        })
+}
+
+fn compare(a: &ConnCounters, b: &ConnCounters, column: Column) -> Ordering {
+    match column {
+        Column::Id => a.id.cmp(&b.id),
+        Column::Peer => a.peer.cmp(&b.peer),
+        Column::State => state_label(a).cmp(&state_label(b)),
+        // Older connections have smaller `opened_at`, i.e. larger age.
+        Column::Age => b.opened_at.cmp(&a.opened_at),
+        Column::Rx => a.rx_bytes.cmp(&b.rx_bytes),
+        Column::Tx => a.tx_bytes.cmp(&b.tx_bytes),
+        Column::Queued => a.queued_bytes.cmp(&b.queued_bytes),
+        Column::Msgs => a.queued_msgs.cmp(&b.queued_msgs),
+        Column::HighWater => a.queue_high_water.cmp(&b.queue_high_water),
+        Column::LastActivity => a.last_activity.cmp(&b.last_activity),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::protocol::{CloseReason, EventCounts};
+
+    pub fn row(id: u64, port: u16, rx: u64) -> ConnCounters {
+        ConnCounters {
+            id: ConnId(id),
+            peer: format!("127.0.0.1:{port}").parse().unwrap(),
+            opened_at: id * 10,
+            state: ConnState::Open,
+            rx_bytes: rx,
+            tx_bytes: rx,
+            queued_bytes: 0,
+            queued_msgs: 0,
+            queue_high_water: 0,
+            backpressure: false,
+            read_paused: false,
+            events: EventCounts::default(),
+            last_activity: id * 10,
+        }
+    }
+
+    #[test]
+    fn sorts_and_filters() {
+        let mut t = ConnectionTable::default();
+        t.upsert(row(1, 5001, 300));
+        t.upsert(row(2, 5002, 100));
+        t.upsert(row(3, 6003, 200));
+        let by_rx = Sort {
+            column: Column::Rx,
+            ascending: false,
+        };
+        assert_eq!(t.view(by_rx, ""), [ConnId(1), ConnId(3), ConnId(2)]);
+        assert_eq!(t.view(by_rx, "500"), [ConnId(1), ConnId(2)]);
+        assert_eq!(t.view(by_rx, "#3"), [ConnId(3)]);
+        assert_eq!(t.view(Sort::default(), ""), [ConnId(1), ConnId(2), ConnId(3)]);
+        // An update re-sorts.
+        t.upsert(row(2, 5002, 1000));
+        assert_eq!(t.view(by_rx, ""), [ConnId(2), ConnId(1), ConnId(3)]);
+    }
+
+    #[test]
+    fn closed_rows_linger_then_go() {
+        let mut t = ConnectionTable::default();
+        t.upsert(row(1, 5001, 0));
+        let mut closed = row(2, 5002, 0);
+        closed.state = ConnState::Closed(CloseReason::PeerReset);
+        closed.last_activity = 1_000;
+        t.upsert(closed);
+        assert_eq!(t.open_count(), 1);
+        assert!(t.view(Sort::default(), "closed").contains(&ConnId(2)));
+        t.prune(1_000 + CLOSED_RETENTION - 1);
+        assert_eq!(t.len(), 2);
+        t.prune(1_000 + CLOSED_RETENTION);
+        assert_eq!(t.len(), 1);
+        assert_eq!(t.view(Sort::default(), ""), [ConnId(1)]);
+    }
+
+    #[test]
+    fn closed_rows_are_capped() {
+        let mut t = ConnectionTable::default();
+        for i in 0..(MAX_CLOSED_ROWS as u64 + 10) {
+            let mut c = row(i, 1000, 0);
+            c.state = ConnState::Closed(CloseReason::PeerClosed);
+            t.upsert(c);
+        }
+        t.prune(0);
+        assert_eq!(t.len(), MAX_CLOSED_ROWS);
+        assert!(t.get(ConnId(0)).is_none(), "oldest closed rows go first");
+    }
+}

@@ -1,0 +1,112 @@
+//! The viewer-side model: what the UI knows about the engine, folded from
+//! batches. Plain Rust with no egui and no channels, so it is unit-tested
+//! directly and runs the same over a local or a remote backend.
+
+pub mod connections;
+pub mod event_log;
+pub mod rates;
+
+pub use connections::{Column, ConnectionTable, Sort};
+pub use event_log::{EventFilter, EventLog};
+pub use rates::Rates;
+
+use crate::protocol::{Batch, ConnDetail, ConnId, EngineStats, Micros};
+use std::collections::HashMap;
+use web_time::Instant;
+
+/// Inspector snapshots kept; only the selected connections need one.
+const MAX_DETAILS: usize = 32;
+
+#[derive(Debug, Default)]
+pub struct Monitor {
+    pub connections: ConnectionTable,
+    pub events: EventLog,
+    pub rates: Rates,
+    pub stats: Option<EngineStats>,
+    details: HashMap<ConnId, ConnDetail>,
+    /// Events the engine dropped for this viewer (cumulative).
+    pub engine_dropped: u64,
+    /// Engine time of the newest data, and when it arrived here.
+    engine_clock: Option<(Micros, Instant)>,
+    pub batches: u64,
+}
+
+impl Monitor {
+    pub fn absorb(&mut self, batch: Batch) {
+        self.batches += 1;
+        self.engine_dropped = self.engine_dropped.max(batch.dropped_events);
+        let newest = batch
+            .events
+            .last()
+            .map(|e| e.at)
+            .into_iter()
+            .chain(batch.stats.as_ref().map(|s| s.at))
+            .max();
+        if let Some(at) = newest
+            && self.engine_clock.is_none_or(|(t, _)| at >= t)
+        {
+            self.engine_clock = Some((at, Instant::now()));
+        }
+        self.events.extend(batch.events);
+        for c in batch.counters {
+            self.connections.upsert(c);
+        }
+        for d in batch.details {
+            if self.details.len() >= MAX_DETAILS && !self.details.contains_key(&d.counters.id) {
+                self.details.clear();
+            }
+            self.details.insert(d.counters.id, d);
+        }
+        if let Some(s) = batch.stats {
+            self.rates.observe(&s);
+            self.engine_dropped = self.engine_dropped.max(s.dropped_events);
+            self.stats = Some(s);
+        }
+    }
+
+    /// The engine's clock now, estimated from the newest data and the time
+    /// elapsed since it arrived.
+    pub fn engine_now(&self) -> Micros {
+        match self.engine_clock {
+            Some((at, seen)) => at + seen.elapsed().as_micros() as Micros,
+            None => 0,
+        }
+    }
+
+    pub fn detail(&self, id: ConnId) -> Option<&ConnDetail> {
+        self.details.get(&id)
+    }
+
+    /// Housekeeping once per frame.
+    pub fn prune(&mut self) {
+        let now = self.engine_now();
+        self.connections.prune(now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{Event, EventKind};
+
+    #[test]
+    fn absorbs_counters_events_and_drop_counts() {
+        let mut m = Monitor::default();
+        let batch = Batch {
+            seq: 1,
+            events: vec![Event {
+                at: 5,
+                conn: Some(ConnId(1)),
+                kind: EventKind::Read { n: 3 },
+            }],
+            counters: vec![connections::tests::row(1, 4000, 3)],
+            dropped_events: 7,
+            ..Batch::default()
+        };
+        m.absorb(batch);
+        assert_eq!(m.connections.get(ConnId(1)).unwrap().rx_bytes, 3);
+        assert_eq!(m.events.len(), 1);
+        assert_eq!(m.engine_dropped, 7);
+        assert!(m.engine_now() >= 5);
+    }
+}
