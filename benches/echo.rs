@@ -1,1 +1,876 @@
-fn main() {}
+//! Echo benchmark: muxscope's engine against a bare mio echo loop.
+//!
+//! Run with `cargo bench --bench echo`. It prints figures; it asserts nothing.
+//!
+//! Each server runs in a child process (this binary re-executed with
+//! `MUXSCOPE_BENCH_ROLE=engine|bare`), so its CPU time, read from
+//! `/proc/PID/stat`, excludes the load generator. The child prints its port,
+//! serves until its stdin closes, and is killed by the parent at the end
+//! even on error.
+//!
+//! - `engine`: `EngineHandle::spawn` on 127.0.0.1:0, with its whole event
+//!   stream folded by a consumer thread the way a viewer does (every event
+//!   looked at, latest counters per connection, last stats).
+//! - `bare`: the reference: one thread, edge-triggered mio, a slab of
+//!   connections, read until `WouldBlock`, write back directly, buffer and
+//!   WRITABLE interest only when a write would block.
+//!
+//! The load is closed-loop (send a request, wait for the whole echo,
+//! repeat), driven by a few threads that each run many connections on one
+//! mio poll. Every load runs flat out and rate-limited at a fixed request
+//! rate: on 2 vCPUs the load generator competes with the server for CPU, so
+//! CPU per request at a fixed rate is the fair comparison.
+//!
+//! Knobs (environment): `MUXSCOPE_BENCH_SECS` (measurement, default 5),
+//! `MUXSCOPE_BENCH_WARMUP_SECS` (default 1), `MUXSCOPE_BENCH_THREADS` (load
+//! threads, default 2), `MUXSCOPE_BENCH_RATE` (fixed rate, default 10000),
+//! `MUXSCOPE_BENCH_IDLE` (idle connections, default 10000).
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use muxscope::engine::{EngineConfig, EngineHandle};
+use muxscope::protocol::{Batch, ConnCounters, ConnId, EngineStats, EventKind};
+use slab::Slab;
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::process::{Child, ChildStdin, Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+const ROLE_ENV: &str = "MUXSCOPE_BENCH_ROLE";
+const READ_BUF: usize = 64 * 1024;
+
+const TARGET_THROUGHPUT: f64 = 0.90;
+const TARGET_CPU: f64 = 1.15;
+const TARGET_RSS: f64 = 512.0;
+
+type Result<T> = std::result::Result<T, String>;
+
+fn main() -> ExitCode {
+    let outcome = match std::env::var(ROLE_ENV).as_deref() {
+        Ok("engine") => child_engine(),
+        Ok("bare") => child_bare(),
+        Ok(other) => Err(format!("unknown {ROLE_ENV}={other}")),
+        Err(_) => run_parent(),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("echo bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ==== server children =======================================================
+
+/// Blocks until the parent closes our stdin (or dies).
+fn wait_for_stdin_eof() {
+    let mut sink = [0u8; 64];
+    let mut stdin = io::stdin();
+    while let Ok(n) = stdin.read(&mut sink) {
+        if n == 0 {
+            break;
+        }
+    }
+}
+
+fn announce_port(port: u16) -> Result<()> {
+    let mut out = io::stdout();
+    writeln!(out, "PORT {port}")
+        .and_then(|()| out.flush())
+        .map_err(|e| format!("cannot report the port: {e}"))
+}
+
+/// What a viewer folds the engine's stream into.
+#[derive(Default)]
+struct Viewer {
+    batches: u64,
+    events: u64,
+    by_kind: [u64; 18],
+    dropped: u64,
+    counters: HashMap<ConnId, ConnCounters>,
+    stats: Option<EngineStats>,
+}
+
+impl Viewer {
+    fn absorb(&mut self, batch: Batch) {
+        self.batches += 1;
+        self.events += batch.events.len() as u64;
+        for event in &batch.events {
+            let slot = match &event.kind {
+                EventKind::Readiness(_) => 0,
+                EventKind::Accepted { .. } => 1,
+                EventKind::Read { .. } => 2,
+                EventKind::Wrote { .. } => 3,
+                EventKind::WouldBlock { .. } => 4,
+                EventKind::Queued { .. } => 5,
+                EventKind::Backpressure { .. } => 6,
+                EventKind::ReadPaused { .. } => 7,
+                EventKind::Injected { .. } => 8,
+                EventKind::PeerHalfClosed => 9,
+                EventKind::Kicked { .. } => 10,
+                EventKind::Closed { .. } => 11,
+                EventKind::AcceptError { .. } => 12,
+                EventKind::AcceptResumed => 13,
+                EventKind::Listening { .. } => 14,
+                EventKind::ListenFailed { .. } => 15,
+                EventKind::ListenStopped => 16,
+                EventKind::ModeChanged { .. } => 17,
+            };
+            self.by_kind[slot] += 1;
+        }
+        for c in batch.counters {
+            self.counters.insert(c.id, c);
+        }
+        if let Some(stats) = batch.stats {
+            self.stats = Some(stats);
+        }
+        self.dropped = self.dropped.max(batch.dropped_events);
+    }
+}
+
+fn child_engine() -> Result<()> {
+    let config = EngineConfig {
+        listen: Some("127.0.0.1:0".to_owned()),
+        ..EngineConfig::default()
+    };
+    let engine = EngineHandle::spawn(config).map_err(|e| format!("engine: {e}"))?;
+    let addr = engine
+        .local_addr()
+        .ok_or_else(|| format!("engine did not listen: {:?}", engine.initial_listen()))?;
+    let batches = engine.batches().clone();
+    let consumer = thread::Builder::new()
+        .name("viewer".into())
+        .spawn(move || {
+            let mut viewer = Viewer::default();
+            for batch in batches.iter() {
+                viewer.absorb(batch);
+            }
+            viewer
+        })
+        .map_err(|e| format!("viewer thread: {e}"))?;
+    announce_port(addr.port())?;
+    wait_for_stdin_eof();
+    engine.shutdown();
+    let viewer = consumer.join().map_err(|_| "viewer panicked".to_owned())?;
+    let accepted = viewer.stats.as_ref().map_or(0, |s| s.accepted_total);
+    println!(
+        "SUMMARY batches={} events={} reads={} dropped={} conns={} accepted={}",
+        viewer.batches,
+        viewer.events,
+        viewer.by_kind[2],
+        viewer.dropped,
+        viewer.counters.len(),
+        accepted
+    );
+    Ok(())
+}
+
+fn child_bare() -> Result<()> {
+    let listener = bind_listener().map_err(|e| format!("bare: bind: {e}"))?;
+    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    announce_port(port)?;
+    thread::spawn(|| {
+        wait_for_stdin_eof();
+        println!("SUMMARY bare");
+        let _ = io::stdout().flush();
+        std::process::exit(0);
+    });
+    bare_loop(listener).map_err(|e| format!("bare: {e}"))
+}
+
+/// Like the engine's listener: non-blocking, SO_REUSEADDR, backlog 4096
+/// (mio's own `bind` uses 128, which a burst of 10k connects overflows).
+fn bind_listener() -> io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    Ok(TcpListener::from_std(socket.into()))
+}
+
+struct BareConn {
+    stream: TcpStream,
+    /// Bytes the socket did not take; non-empty only while WRITABLE is
+    /// registered, and reading waits until it is flushed.
+    pending: Vec<u8>,
+}
+
+fn bare_loop(mut listener: TcpListener) -> io::Result<()> {
+    const LISTENER: Token = Token(usize::MAX);
+    let mut poll = Poll::new()?;
+    poll.registry()
+        .register(&mut listener, LISTENER, Interest::READABLE)?;
+    let mut events = Events::with_capacity(1024);
+    let mut conns: Slab<BareConn> = Slab::new();
+    let mut buf = vec![0u8; READ_BUF];
+    loop {
+        if let Err(e) = poll.poll(&mut events, None) {
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        for event in events.iter() {
+            if event.token() == LISTENER {
+                loop {
+                    match listener.accept() {
+                        Ok((mut stream, _)) => {
+                            let _ = stream.set_nodelay(true);
+                            let entry = conns.vacant_entry();
+                            let token = Token(entry.key());
+                            poll.registry()
+                                .register(&mut stream, token, Interest::READABLE)?;
+                            entry.insert(BareConn {
+                                stream,
+                                pending: Vec::new(),
+                            });
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        // Out of descriptors and the like: not expected under
+                        // this benchmark's limits; give up on this edge.
+                        Err(_) => break,
+                    }
+                }
+                continue;
+            }
+            let key = event.token().0;
+            let Some(conn) = conns.get_mut(key) else {
+                continue;
+            };
+            let keep = bare_serve(conn, &mut buf, &poll, event.token()).unwrap_or(false);
+            if !keep {
+                let mut conn = conns.remove(key);
+                let _ = poll.registry().deregister(&mut conn.stream);
+            }
+        }
+    }
+}
+
+/// Returns whether the connection stays open.
+fn bare_serve(conn: &mut BareConn, buf: &mut [u8], poll: &Poll, token: Token) -> io::Result<bool> {
+    if !conn.pending.is_empty() {
+        let mut written = 0;
+        while written < conn.pending.len() {
+            match conn.stream.write(&conn.pending[written..]) {
+                Ok(0) => return Ok(false),
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        conn.pending.drain(..written);
+        if !conn.pending.is_empty() {
+            return Ok(true);
+        }
+        poll.registry()
+            .reregister(&mut conn.stream, token, Interest::READABLE)?;
+        // The readable edge may have come and gone while we held back.
+    }
+    loop {
+        match conn.stream.read(buf) {
+            Ok(0) => return Ok(false),
+            Ok(n) => {
+                let mut written = 0;
+                while written < n {
+                    match conn.stream.write(&buf[written..n]) {
+                        Ok(0) => return Ok(false),
+                        Ok(w) => written += w,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                if written < n {
+                    conn.pending.extend_from_slice(&buf[written..n]);
+                    poll.registry().reregister(
+                        &mut conn.stream,
+                        token,
+                        Interest::READABLE | Interest::WRITABLE,
+                    )?;
+                    // Stop reading until the peer drains what we owe it.
+                    return Ok(true);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+// ==== the parent: child control ============================================
+
+#[derive(Copy, Clone, PartialEq, Eq, Debug)]
+enum Role {
+    Engine,
+    Bare,
+}
+
+impl Role {
+    fn name(self) -> &'static str {
+        match self {
+            Role::Engine => "engine",
+            Role::Bare => "bare",
+        }
+    }
+}
+
+/// A server child. Dropping it kills the process.
+struct Server {
+    role: Role,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<String>,
+    port: u16,
+}
+
+impl Server {
+    fn start(role: Role) -> Result<Server> {
+        let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+        let mut child = Command::new(exe)
+            .env(ROLE_ENV, role.name())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("cannot start the {} child: {e}", role.name()))?;
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take();
+        // Build the guard first so that every error below kills the child.
+        let (tx, lines) = mpsc::channel();
+        let mut server = Server {
+            role,
+            child,
+            stdin,
+            lines,
+            port: 0,
+        };
+        let stdout = stdout.ok_or("child has no stdout")?;
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let line = server.line(Duration::from_secs(10))?;
+        server.port = line
+            .strip_prefix("PORT ")
+            .and_then(|p| p.trim().parse().ok())
+            .ok_or_else(|| format!("{} child said {line:?}, not its port", role.name()))?;
+        Ok(server)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn addr(&self) -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
+    }
+
+    fn line(&self, timeout: Duration) -> Result<String> {
+        self.lines
+            .recv_timeout(timeout)
+            .map_err(|_| format!("{} child stopped talking", self.role.name()))
+    }
+
+    /// utime + stime of the whole process (all threads), in clock ticks.
+    fn cpu_ticks(&self) -> Result<u64> {
+        let path = format!("/proc/{}/stat", self.pid());
+        let stat = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+        // The command name may hold spaces; fields resume after its ')'.
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // Field 3 (state) is fields[0]; utime is field 14, stime field 15.
+        let field = |i: usize| -> Result<u64> {
+            fields
+                .get(i - 3)
+                .and_then(|f| f.parse().ok())
+                .ok_or_else(|| format!("{path}: no field {i}"))
+        };
+        Ok(field(14)? + field(15)?)
+    }
+
+    fn rss_kb(&self) -> Result<u64> {
+        let path = format!("/proc/{}/status", self.pid());
+        let status = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .ok_or_else(|| format!("{path}: no VmRSS"))
+    }
+
+    fn open_fds(&self) -> Result<usize> {
+        let path = format!("/proc/{}/fd", self.pid());
+        std::fs::read_dir(&path)
+            .map(|d| d.count())
+            .map_err(|e| format!("{path}: {e}"))
+    }
+
+    /// Close the child's stdin so it shuts down, and collect its summary.
+    fn finish(mut self) -> Option<String> {
+        self.stdin = None;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(s) = line.strip_prefix("SUMMARY ") {
+                        return Some(s.to_owned());
+                    }
+                }
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stdin = None;
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn clock_ticks_per_sec() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|&t| t > 0.0)
+        .unwrap_or(100.0)
+}
+
+// ==== the parent: load generation ===========================================
+
+#[derive(Copy, Clone, Debug)]
+struct Load {
+    conns: usize,
+    size: usize,
+    /// Total requests per second over all connections; `None` is flat out.
+    rate: Option<f64>,
+}
+
+impl Load {
+    fn label(&self) -> String {
+        let shape = format!("{}x{} B", self.conns, self.size);
+        match self.rate {
+            None => format!("{shape} closed loop"),
+            Some(r) => format!("{shape} @{}k/s", r / 1000.0),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+struct Measured {
+    req_per_sec: f64,
+    cpu_us_per_req: f64,
+    /// Server CPU over wall time (1.0 = one core busy).
+    cpu_share: f64,
+    summary: Option<String>,
+}
+
+/// One load thread's completion count, alone on its cache line.
+#[repr(align(64))]
+#[derive(Default)]
+struct Counter(AtomicU64);
+
+struct Client {
+    stream: TcpStream,
+    written: usize,
+    received: usize,
+}
+
+struct Settings {
+    threads: usize,
+    warmup: Duration,
+    measure: Duration,
+    rate: f64,
+    idle: usize,
+    ticks_per_sec: f64,
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn connect(addr: SocketAddr) -> Result<std::net::TcpStream> {
+    std::net::TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))
+}
+
+fn run_load(server: &Server, load: Load, s: &Settings) -> Result<Measured> {
+    let addr = server.addr();
+    let threads = s.threads.clamp(1, load.conns);
+    let mut groups: Vec<Vec<std::net::TcpStream>> = (0..threads).map(|_| Vec::new()).collect();
+    for i in 0..load.conns {
+        let stream = connect(addr)?;
+        stream
+            .set_nodelay(true)
+            .and_then(|()| stream.set_nonblocking(true))
+            .map_err(|e| format!("socket options: {e}"))?;
+        groups[i % threads].push(stream);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let counters: Vec<Arc<Counter>> = (0..threads).map(|_| Arc::default()).collect();
+    let mut workers: Vec<JoinHandle<io::Result<()>>> = Vec::new();
+    for (group, counter) in groups.into_iter().zip(&counters) {
+        let stop = stop.clone();
+        let counter = counter.clone();
+        let rate = load.rate.map(|r| r / threads as f64);
+        let size = load.size;
+        let spawned = thread::Builder::new()
+            .name("load".into())
+            .spawn(move || drive(group, size, rate, &stop, &counter));
+        match spawned {
+            Ok(h) => workers.push(h),
+            Err(e) => {
+                stop.store(true, Ordering::Relaxed);
+                return Err(format!("load thread: {e}"));
+            }
+        }
+    }
+    // Stop the load threads whatever happens below.
+    struct StopOnDrop(Arc<AtomicBool>);
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    let _stop_guard = StopOnDrop(stop.clone());
+
+    let completed = || -> u64 { counters.iter().map(|c| c.0.load(Ordering::Relaxed)).sum() };
+    thread::sleep(s.warmup);
+    let (t0, n0, c0) = (Instant::now(), completed(), server.cpu_ticks()?);
+    thread::sleep(s.measure);
+    let (t1, n1, c1) = (Instant::now(), completed(), server.cpu_ticks()?);
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        match w.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(format!("load thread failed: {e}")),
+            Err(_) => return Err("load thread panicked".to_owned()),
+        }
+    }
+    let secs = (t1 - t0).as_secs_f64();
+    let requests = n1.saturating_sub(n0);
+    if requests == 0 {
+        return Err(format!("{}: no request completed", load.label()));
+    }
+    let cpu_secs = (c1 - c0) as f64 / s.ticks_per_sec;
+    Ok(Measured {
+        req_per_sec: requests as f64 / secs,
+        cpu_us_per_req: cpu_secs * 1e6 / requests as f64,
+        cpu_share: cpu_secs / secs,
+        summary: None,
+    })
+}
+
+/// Closed-loop driver of some connections on one poll. With `rate`, a
+/// connection whose echo came back waits in `idle` until the schedule lets
+/// the next request go.
+fn drive(
+    streams: Vec<std::net::TcpStream>,
+    size: usize,
+    rate: Option<f64>,
+    stop: &AtomicBool,
+    counter: &Counter,
+) -> io::Result<()> {
+    let mut poll = Poll::new()?;
+    let mut events = Events::with_capacity(1024);
+    let request: Vec<u8> = (0..size).map(|i| b'a' + (i % 26) as u8).collect();
+    let mut buf = vec![0u8; READ_BUF];
+    let mut clients = Vec::with_capacity(streams.len());
+    for (i, s) in streams.into_iter().enumerate() {
+        let mut stream = TcpStream::from_std(s);
+        // Both interests once: edges are rare for WRITABLE (only after a
+        // write blocked), so nothing is ever re-registered.
+        poll.registry().register(
+            &mut stream,
+            Token(i),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        clients.push(Client {
+            stream,
+            written: size,
+            received: 0,
+        });
+    }
+    let send = |c: &mut Client| -> io::Result<()> {
+        while c.written < size {
+            match c.stream.write(&request[c.written..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => c.written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    };
+    let mut idle: VecDeque<usize> = VecDeque::new();
+    for (i, c) in clients.iter_mut().enumerate() {
+        if rate.is_some() {
+            idle.push_back(i);
+        } else {
+            c.written = 0;
+            send(c)?;
+        }
+    }
+    let start = Instant::now();
+    let mut sent: u64 = 0;
+    let mut done: u64 = 0;
+    let max_debt = clients.len() as u64;
+    while !stop.load(Ordering::Relaxed) {
+        let mut timeout = Duration::from_millis(10);
+        if let Some(r) = rate {
+            let elapsed = start.elapsed().as_secs_f64();
+            let allowed = (elapsed * r) as u64;
+            // Tokens that find every connection busy do not pile up into a
+            // burst beyond one request per connection.
+            sent = sent.max(allowed.saturating_sub(max_debt));
+            while sent < allowed {
+                let Some(i) = idle.pop_front() else { break };
+                let c = &mut clients[i];
+                c.written = 0;
+                send(c)?;
+                sent += 1;
+            }
+            if !idle.is_empty() {
+                let next = (sent + 1) as f64 / r - elapsed;
+                timeout = timeout.min(Duration::from_secs_f64(next.max(0.0)));
+            }
+        }
+        counter.0.store(done, Ordering::Relaxed);
+        if let Err(e) = poll.poll(&mut events, Some(timeout)) {
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        for event in events.iter() {
+            let i = event.token().0;
+            let c = &mut clients[i];
+            if event.is_writable() && c.written < size {
+                send(c)?;
+            }
+            if !(event.is_readable() || event.is_read_closed()) {
+                continue;
+            }
+            loop {
+                match c.stream.read(&mut buf) {
+                    Ok(0) => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "the server closed a connection",
+                        ));
+                    }
+                    Ok(n) => {
+                        c.received += n;
+                        // Closed loop: once the whole echo is in, nothing
+                        // more can be pending, so skip the WouldBlock read.
+                        if c.received >= size {
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            if c.received > size {
+                return Err(io::Error::other("more bytes echoed than sent"));
+            }
+            if c.received == size && c.written == size {
+                c.received = 0;
+                done += 1;
+                if rate.is_some() {
+                    idle.push_back(i);
+                } else {
+                    c.written = 0;
+                    send(c)?;
+                }
+            }
+        }
+    }
+    counter.0.store(done, Ordering::Relaxed);
+    Ok(())
+}
+
+/// RSS growth of the server per connection while `idle` connections are
+/// held open without traffic.
+fn idle_rss(role: Role, s: &Settings) -> Result<(f64, Option<String>)> {
+    let server = Server::start(role)?;
+    thread::sleep(Duration::from_millis(300));
+    let before = server.rss_kb()?;
+    let fds_before = server.open_fds()?;
+    let mut held = Vec::with_capacity(s.idle);
+    for _ in 0..s.idle {
+        held.push(connect(server.addr())?);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.open_fds()? < fds_before + s.idle {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "{}: only {} of {} connections accepted",
+                role.name(),
+                server.open_fds()?.saturating_sub(fds_before),
+                s.idle
+            ));
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    // Let the engine flush and the viewer fold what the accepts produced.
+    thread::sleep(Duration::from_millis(700));
+    let after = server.rss_kb()?;
+    for stream in held {
+        // RST instead of FIN: no TIME_WAIT pile-up from run to run.
+        let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+    }
+    let per_conn = (after.saturating_sub(before) * 1024) as f64 / s.idle as f64;
+    Ok((per_conn, server.finish()))
+}
+
+// ==== the parent: the report ================================================
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "PASS" } else { "MISS" }
+}
+
+fn run_parent() -> Result<()> {
+    let s = Settings {
+        threads: env_or("MUXSCOPE_BENCH_THREADS", 2usize).max(1),
+        warmup: Duration::from_secs_f64(env_or("MUXSCOPE_BENCH_WARMUP_SECS", 1.0f64).max(0.0)),
+        measure: Duration::from_secs_f64(env_or("MUXSCOPE_BENCH_SECS", 5.0f64).max(0.5)),
+        rate: env_or("MUXSCOPE_BENCH_RATE", 10_000.0f64).max(1.0),
+        idle: env_or("MUXSCOPE_BENCH_IDLE", 10_000usize).max(1),
+        ticks_per_sec: clock_ticks_per_sec(),
+    };
+    println!(
+        "echo bench: {} load threads, {:.0} s warm-up + {:.0} s per measurement, \
+         {} CPUs, {} clock ticks/s; servers are child processes, 127.0.0.1 only",
+        s.threads,
+        s.warmup.as_secs_f64(),
+        s.measure.as_secs_f64(),
+        thread::available_parallelism().map_or(0, |n| n.get()),
+        s.ticks_per_sec
+    );
+    let shapes = [(50, 512), (1000, 64)];
+    let mut rows: Vec<(Load, Measured, Measured)> = Vec::new();
+    for (conns, size) in shapes {
+        for rate in [None, Some(s.rate)] {
+            let load = Load { conns, size, rate };
+            let mut result = [Measured::default(), Measured::default()];
+            for (slot, role) in [Role::Engine, Role::Bare].into_iter().enumerate() {
+                let server = Server::start(role)?;
+                let mut m = run_load(&server, load, &s)
+                    .map_err(|e| format!("{} under {}: {e}", role.name(), load.label()))?;
+                m.summary = server.finish();
+                println!(
+                    "  {:<26} {:<6} {:>9.0} req/s {:>7.2} us CPU/req  server CPU {:>5.1}%{}",
+                    load.label(),
+                    role.name(),
+                    m.req_per_sec,
+                    m.cpu_us_per_req,
+                    m.cpu_share * 100.0,
+                    match (&m.summary, role) {
+                        (Some(sum), Role::Engine) => format!("  [{sum}]"),
+                        _ => String::new(),
+                    }
+                );
+                result[slot] = m;
+            }
+            let [engine, bare] = result;
+            rows.push((load, engine, bare));
+        }
+    }
+    let mut rss = [0.0f64; 2];
+    for (slot, role) in [Role::Engine, Role::Bare].into_iter().enumerate() {
+        let (per_conn, summary) = idle_rss(role, &s)?;
+        println!(
+            "  {} idle conns{:<13} {:<6} {:>9.0} B RSS/conn{}",
+            s.idle,
+            "",
+            role.name(),
+            per_conn,
+            match (&summary, role) {
+                (Some(sum), Role::Engine) => format!("  [{sum}]"),
+                _ => String::new(),
+            }
+        );
+        rss[slot] = per_conn;
+    }
+
+    println!();
+    println!(
+        "{:<40} {:>10} {:>10} {:>8}  {:<10} {}",
+        "measurement", "engine", "bare", "eng/bare", "target", "result"
+    );
+    println!("{}", "-".repeat(90));
+    for (load, engine, bare) in &rows {
+        let label = load.label();
+        let tput = engine.req_per_sec / bare.req_per_sec;
+        let (target, result) = match load.rate {
+            None => (
+                format!(">= {TARGET_THROUGHPUT:.2}x"),
+                verdict(tput >= TARGET_THROUGHPUT),
+            ),
+            Some(_) => ("(fixed)".to_owned(), ""),
+        };
+        println!(
+            "{:<40} {:>10.0} {:>10.0} {:>7.2}x  {:<10} {}",
+            format!("{label}: req/s"),
+            engine.req_per_sec,
+            bare.req_per_sec,
+            tput,
+            target,
+            result
+        );
+        let cpu = engine.cpu_us_per_req / bare.cpu_us_per_req;
+        println!(
+            "{:<40} {:>10.2} {:>10.2} {:>7.2}x  {:<10} {}",
+            format!("{label}: server CPU us/req"),
+            engine.cpu_us_per_req,
+            bare.cpu_us_per_req,
+            cpu,
+            format!("<= {TARGET_CPU:.2}x"),
+            verdict(cpu <= TARGET_CPU)
+        );
+    }
+    println!(
+        "{:<40} {:>10.0} {:>10.0} {:>7.2}x  {:<10} {}",
+        format!("{} idle conns: RSS B/conn", s.idle),
+        rss[0],
+        rss[1],
+        rss[0] / rss[1].max(1.0),
+        format!("<= {TARGET_RSS:.0} B"),
+        verdict(rss[0] <= TARGET_RSS)
+    );
+    println!();
+    println!(
+        "CPU is utime+stime of the server process (engine: event loop + viewer thread) \
+         from /proc/PID/stat, 1 tick = {:.0} ms. On 2 vCPUs the fixed-rate rows are the \
+         fair CPU comparison; flat out, the load generator competes for the same cores.",
+        1000.0 / s.ticks_per_sec
+    );
+    Ok(())
+}

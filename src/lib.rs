@@ -12,3 +12,9 @@ pub mod cli;
 pub mod engine;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod headless;
+
+pub mod backend;
+pub mod ui;
+
+#[cfg(not(target_arch = "wasm32"))]
+pub mod desktop;

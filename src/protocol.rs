@@ -192,6 +192,28 @@ pub enum EventKind {
     ModeChanged { mode: Mode },
 }
 
+/// Every `EventKind::name`, for filter menus.
+pub const KIND_NAMES: [&str; 18] = [
+    "readiness",
+    "accepted",
+    "read",
+    "wrote",
+    "would-block",
+    "queued",
+    "backpressure",
+    "read-paused",
+    "injected",
+    "half-closed",
+    "kicked",
+    "closed",
+    "accept-error",
+    "accept-resumed",
+    "listening",
+    "listen-failed",
+    "listen-stopped",
+    "mode",
+];
+
 impl EventKind {
     /// A stable short name, used by log filters.
     pub fn name(&self) -> &'static str {

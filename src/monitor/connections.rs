@@ -12,7 +12,7 @@ pub const CLOSED_RETENTION: Micros = 60_000_000;
 /// Closed rows kept at most, so a storm of short connections stays cheap.
 pub const MAX_CLOSED_ROWS: usize = 2_000;
 
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Column {
     Id,
     Peer,

@@ -1,0 +1,250 @@
+//! The connections table: one row per client, virtualized so 10,000 rows
+//! cost only the visible ones.
+
+use super::{PaneCtx, labelled};
+use crate::format;
+use crate::monitor::connections::state_label;
+use crate::monitor::{Column, Sort};
+use crate::protocol::{Command, ConnCounters, ConnId, ConnState, KickMode, Targets};
+use egui::{Align, Layout, RichText, Sense, Ui};
+use egui_extras::{Column as TableColumn, TableBuilder};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+const ROW_HEIGHT: f32 = 20.0;
+
+/// What the user arranged in this pane; saved in session layouts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ConnectionsPane {
+    pub sort: Sort,
+    pub filter: String,
+    pub hidden_columns: BTreeSet<Column>,
+    /// Column widths as last drawn, applied when a layout is opened.
+    pub widths: BTreeMap<Column, f32>,
+    /// Bumped when widths come from a layout so the table forgets its own.
+    #[serde(skip)]
+    pub table_generation: u32,
+}
+
+impl Default for ConnectionsPane {
+    fn default() -> Self {
+        ConnectionsPane {
+            sort: Sort::default(),
+            filter: String::new(),
+            hidden_columns: BTreeSet::new(),
+            widths: BTreeMap::new(),
+            table_generation: 0,
+        }
+    }
+}
+
+fn default_width(col: Column) -> f32 {
+    match col {
+        Column::Id => 48.0,
+        Column::Peer => 128.0,
+        Column::State => 128.0,
+        Column::Msgs => 40.0,
+        Column::LastActivity => 90.0,
+        _ => 64.0,
+    }
+}
+
+impl ConnectionsPane {
+    pub fn ui(&mut self, ui: &mut Ui, ctx: &mut PaneCtx) {
+        let now = ctx.monitor.engine_now();
+        let table = &mut ctx.monitor.connections;
+        let shown = table.view(self.sort, &self.filter).len();
+        ui.horizontal(|ui| {
+            labelled(ui, "Filter", |ui| {
+                ui.add(
+                    egui::TextEdit::singleline(&mut self.filter)
+                        .hint_text("id, address or state")
+                        .desired_width(180.0),
+                )
+            });
+            if !self.filter.is_empty() && ui.small_button("✖").on_hover_text("Clear the filter").clicked() {
+                self.filter.clear();
+            }
+            ui.menu_button("Columns", |ui| {
+                for col in Column::ALL {
+                    let mut visible = !self.hidden_columns.contains(&col);
+                    if ui.checkbox(&mut visible, col.title()).changed() {
+                        if visible {
+                            self.hidden_columns.remove(&col);
+                        } else {
+                            self.hidden_columns.insert(col);
+                        }
+                    }
+                }
+            });
+            ui.label(
+                RichText::new(format!(
+                    "{shown} shown · {} open · {} selected",
+                    table.open_count(),
+                    ctx.selection.conns.len()
+                ))
+                .weak(),
+            );
+        });
+        // Re-read: the filter may have changed above.
+        let order: Vec<ConnId> = table.view(self.sort, &self.filter).to_vec();
+
+        let columns: Vec<Column> = Column::ALL
+            .into_iter()
+            .filter(|c| !self.hidden_columns.contains(c))
+            .collect();
+        let mut builder = TableBuilder::new(ui)
+            .id_salt(("connections", self.table_generation))
+            .striped(true)
+            .resizable(true)
+            .sense(Sense::click())
+            .cell_layout(Layout::left_to_right(Align::Center));
+        for (i, &col) in columns.iter().enumerate() {
+            let width = self.widths.get(&col).copied().unwrap_or_else(|| default_width(col));
+            let column = if i + 1 == columns.len() {
+                TableColumn::remainder().at_least(40.0)
+            } else {
+                TableColumn::initial(width).at_least(30.0).clip(true)
+            };
+            builder = builder.column(column);
+        }
+
+        let mut clicked: Option<(ConnId, egui::Modifiers)> = None;
+        let mut actions: Vec<RowAction> = Vec::new();
+        let mut widths = Vec::new();
+        builder
+            .header(ROW_HEIGHT, |mut header| {
+                for &col in &columns {
+                    header.col(|ui| {
+                        let mut title = col.title().to_owned();
+                        if self.sort.column == col {
+                            title.push_str(if self.sort.ascending { " ⏶" } else { " ⏷" });
+                        }
+                        if ui
+                            .add(egui::Button::new(RichText::new(title).strong()).frame(false))
+                            .on_hover_text("Sort by this column")
+                            .clicked()
+                        {
+                            if self.sort.column == col {
+                                self.sort.ascending = !self.sort.ascending;
+                            } else {
+                                self.sort = Sort {
+                                    column: col,
+                                    ascending: matches!(col, Column::Id | Column::Peer | Column::State),
+                                };
+                            }
+                        }
+                    });
+                }
+            })
+            .body(|body| {
+                widths = body.widths().to_vec();
+                body.rows(ROW_HEIGHT, order.len(), |mut row| {
+                    let id = order[row.index()];
+                    let Some(c) = table.get(id) else { return };
+                    row.set_selected(ctx.selection.is_selected(id));
+                    let closed = matches!(c.state, ConnState::Closed(_));
+                    for &col in &columns {
+                        row.col(|ui| {
+                            if closed {
+                                ui.disable();
+                            }
+                            cell(ui, c, col, now);
+                        });
+                    }
+                    let response = row.response();
+                    if response.clicked() {
+                        clicked = Some((id, response.ctx.input(|i| i.modifiers)));
+                    }
+                    response.context_menu(|ui| {
+                        let targets = ctx.selection.targets_for(id);
+                        row_menu(ui, &targets, closed, c.read_paused, &mut actions);
+                    });
+                });
+            });
+        for (col, w) in columns.iter().zip(widths) {
+            self.widths.insert(*col, w);
+        }
+        if let Some((id, m)) = clicked {
+            ctx.selection.click(id, m.command, m.shift, &order);
+        }
+        for action in actions {
+            match action {
+                RowAction::Command(cmd) => ctx.commands.push(cmd),
+                RowAction::ShowEvents(ids) => *ctx.focus_events_on = Some(ids),
+            }
+        }
+    }
+}
+
+enum RowAction {
+    Command(Command),
+    ShowEvents(Vec<ConnId>),
+}
+
+fn row_menu(ui: &mut Ui, targets: &[ConnId], closed: bool, paused: bool, actions: &mut Vec<RowAction>) {
+    let n = targets.len();
+    let which = if n == 1 {
+        format!("{}", targets[0])
+    } else {
+        format!("{n} connections")
+    };
+    ui.label(RichText::new(which).strong());
+    let t = || Targets::Conns(targets.to_vec());
+    ui.add_enabled_ui(!closed || n > 1, |ui| {
+        if ui.button("Kick (graceful)").on_hover_text("Flush the queue, then FIN").clicked() {
+            actions.push(RowAction::Command(Command::Kick { targets: t(), mode: KickMode::Graceful }));
+            ui.close();
+        }
+        if ui.button("Kick (reset)").on_hover_text("Close at once with RST").clicked() {
+            actions.push(RowAction::Command(Command::Kick { targets: t(), mode: KickMode::Reset }));
+            ui.close();
+        }
+        let (label, pause) = if paused { ("Resume reading", false) } else { ("Pause reading", true) };
+        if ui.button(label).clicked() {
+            actions.push(RowAction::Command(Command::SetReadPaused { targets: t(), paused: pause }));
+            ui.close();
+        }
+    });
+    if ui.button("Show only these events").clicked() {
+        actions.push(RowAction::ShowEvents(targets.to_vec()));
+        ui.close();
+    }
+}
+
+fn cell(ui: &mut Ui, c: &ConnCounters, col: Column, now: u64) {
+    let text = match col {
+        Column::Id => c.id.to_string(),
+        Column::Peer => c.peer.to_string(),
+        Column::State => {
+            let label = state_label(c);
+            let color = match &c.state {
+                ConnState::Open if c.backpressure || c.read_paused => Some(super::warn_color(ui)),
+                ConnState::Closed(crate::protocol::CloseReason::PeerClosed) | ConnState::Open => None,
+                ConnState::Closed(_) => Some(super::error_color(ui)),
+                _ => Some(super::warn_color(ui)),
+            };
+            let text = RichText::new(label);
+            ui.label(match color {
+                Some(color) => text.color(color),
+                None => text,
+            });
+            return;
+        }
+        Column::Age => {
+            let end = match c.state {
+                ConnState::Closed(_) => c.last_activity,
+                _ => now,
+            };
+            format::duration_micros(end.saturating_sub(c.opened_at))
+        }
+        Column::Rx => format::bytes(c.rx_bytes),
+        Column::Tx => format::bytes(c.tx_bytes),
+        Column::Queued => format::bytes(c.queued_bytes),
+        Column::Msgs => c.queued_msgs.to_string(),
+        Column::HighWater => format::bytes(c.queue_high_water),
+        Column::LastActivity => format!("{} ago", format::duration_micros(now.saturating_sub(c.last_activity))),
+    };
+    ui.label(text);
+}

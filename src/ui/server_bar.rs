@@ -1,0 +1,122 @@
+//! The strip at the top: where the server listens, its mode, and its totals,
+//! including how many events were dropped on the way to this window.
+
+use super::{PaneCtx, error_color, labelled, warn_color};
+use crate::format;
+use crate::protocol::{Command, ListenState, Mode};
+use egui::{RichText, Ui};
+
+#[derive(Debug, Default)]
+pub struct ServerBar {
+    /// The address being edited; filled from the engine until the user types.
+    pub listen_text: String,
+    edited: bool,
+}
+
+impl ServerBar {
+    pub fn new(listen: &str) -> Self {
+        ServerBar {
+            listen_text: listen.to_owned(),
+            edited: false,
+        }
+    }
+
+    pub fn ui(&mut self, ui: &mut Ui, ctx: &mut PaneCtx) {
+        let stats = ctx.monitor.stats.clone();
+        let listen = stats.as_ref().map(|s| s.listen.clone());
+        if !self.edited
+            && let Some(ListenState::Listening(addr)) = &listen
+        {
+            self.listen_text = addr.to_string();
+        }
+        ui.horizontal_wrapped(|ui| {
+            let edit = labelled(ui, "Listen", |ui| {
+                ui.add(egui::TextEdit::singleline(&mut self.listen_text).desired_width(150.0))
+            });
+            if edit.changed() {
+                self.edited = true;
+            }
+            let enter = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+            let listening = matches!(listen, Some(ListenState::Listening(_)));
+            let start_label = if listening { "Restart" } else { "Start" };
+            if ui.button(start_label).clicked() || enter {
+                ctx.commands.push(Command::Listen {
+                    addr: self.listen_text.trim().to_owned(),
+                });
+                self.edited = false;
+            }
+            if ui
+                .add_enabled(listening, egui::Button::new("Stop"))
+                .clicked()
+            {
+                ctx.commands.push(Command::StopListening);
+            }
+            match &listen {
+                Some(ListenState::Listening(addr)) => {
+                    ui.label(RichText::new(format!("● listening on {addr}")).color(super::tx_color(ui)));
+                }
+                Some(ListenState::Stopped) => {
+                    ui.label(RichText::new("○ not listening").weak());
+                }
+                Some(ListenState::Failed { .. }) | None => {}
+            }
+
+            ui.separator();
+            ui.label("Mode");
+            let current = stats.as_ref().map(|s| s.mode).unwrap_or_default();
+            for mode in Mode::ALL {
+                let hint = match mode {
+                    Mode::Echo => "Write every received byte back (the seed's behaviour)",
+                    Mode::Manual => "Record received bytes but send only what you inject",
+                    Mode::Discard => "Count received bytes and throw them away",
+                };
+                if ui
+                    .selectable_label(current == mode, mode.name())
+                    .on_hover_text(hint)
+                    .clicked()
+                    && current != mode
+                {
+                    ctx.commands.push(Command::SetMode(mode));
+                }
+            }
+        });
+        if let Some(ListenState::Failed { error, .. }) = &listen {
+            ui.label(RichText::new(format!("⚠ {error}")).color(error_color(ui)).strong());
+        }
+
+        ui.horizontal_wrapped(|ui| {
+            let Some(s) = &stats else {
+                ui.label(RichText::new("waiting for the engine…").weak());
+                return;
+            };
+            let latest = ctx.monitor.rates.latest().copied();
+            let (rx_rate, tx_rate) = latest.map(|p| (p.rx_per_sec, p.tx_per_sec)).unwrap_or_default();
+            ui.label(format!("{} connections", s.connections));
+            ui.separator();
+            ui.label(RichText::new(format!("rx {} ({})", format::bytes(s.rx_bytes), format::rate(rx_rate))).color(super::rx_color(ui)));
+            ui.label(RichText::new(format!("tx {} ({})", format::bytes(s.tx_bytes), format::rate(tx_rate))).color(super::tx_color(ui)));
+            ui.label(format!("queued {}", format::bytes(s.queued_bytes)));
+            ui.separator();
+            ui.label(format!("{} events/s", format::count(s.events_per_sec)));
+            ui.label(format!("{} polls/s", format::count(s.polls_per_sec)));
+            ui.separator();
+            let dropped = ctx.monitor.engine_dropped;
+            let fell_out = ctx.monitor.events.fell_out();
+            let text = format!("dropped {dropped} events · {fell_out} fell out of the log");
+            if dropped > 0 {
+                ui.label(RichText::new(format!("⚠ {text}")).color(warn_color(ui)).strong())
+                    .on_hover_text("The window fell behind the engine; counters and the table stay exact, only log lines were dropped.");
+            } else {
+                ui.label(text).on_hover_text("Events the engine could not hand to this window, and old events evicted from the log ring.");
+            }
+            if s.accept_paused {
+                ui.separator();
+                ui.label(
+                    RichText::new("⚠ accepting paused: out of file descriptors")
+                        .color(error_color(ui))
+                        .strong(),
+                );
+            }
+        });
+    }
+}

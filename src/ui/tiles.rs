@@ -1,0 +1,100 @@
+//! The arrangement of panes (egui_tiles): split, tab, resize, and saved with
+//! the session layout.
+
+use super::PaneCtx;
+use super::connections::ConnectionsPane;
+use super::events::EventsPane;
+use super::inject::InjectPane;
+use super::inspector::InspectorPane;
+use super::plot::PlotPane;
+use egui_tiles::{SimplificationOptions, TileId, Tiles, Tree, UiResponse};
+use serde::{Deserialize, Serialize};
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum PaneKind {
+    Connections,
+    Inspector,
+    Events,
+    Inject,
+    Plot,
+}
+
+impl PaneKind {
+    pub const ALL: [PaneKind; 5] = [
+        PaneKind::Connections,
+        PaneKind::Inspector,
+        PaneKind::Events,
+        PaneKind::Inject,
+        PaneKind::Plot,
+    ];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            PaneKind::Connections => "Connections",
+            PaneKind::Inspector => "Inspector",
+            PaneKind::Events => "Events",
+            PaneKind::Inject => "Inject",
+            PaneKind::Plot => "Throughput",
+        }
+    }
+}
+
+/// Connections over events on the left; inspector over inject/plot tabs on
+/// the right.
+pub fn default_tree() -> Tree<PaneKind> {
+    let mut tiles = Tiles::default();
+    let conns = tiles.insert_pane(PaneKind::Connections);
+    let events = tiles.insert_pane(PaneKind::Events);
+    let inspector = tiles.insert_pane(PaneKind::Inspector);
+    let inject = tiles.insert_pane(PaneKind::Inject);
+    let plot = tiles.insert_pane(PaneKind::Plot);
+    let left = tiles.insert_vertical_tile(vec![conns, events]);
+    let bottom_right = tiles.insert_tab_tile(vec![inject, plot]);
+    let right = tiles.insert_vertical_tile(vec![inspector, bottom_right]);
+    let root = tiles.insert_horizontal_tile(vec![left, right]);
+    if let Some(egui_tiles::Tile::Container(egui_tiles::Container::Linear(linear))) = tiles.get_mut(root) {
+        linear.shares.set_share(left, 1.6);
+        linear.shares.set_share(right, 1.0);
+    }
+    Tree::new(egui::Id::unique("muxscope-panes"), root, tiles)
+}
+
+/// Every pane's state, drawn by kind.
+#[derive(Debug, Default)]
+pub struct Panes {
+    pub connections: ConnectionsPane,
+    pub inspector: InspectorPane,
+    pub events: EventsPane,
+    pub inject: InjectPane,
+    pub plot: PlotPane,
+}
+
+pub struct Behavior<'a, 'b> {
+    pub panes: &'a mut Panes,
+    pub ctx: PaneCtx<'b>,
+}
+
+impl egui_tiles::Behavior<PaneKind> for Behavior<'_, '_> {
+    fn tab_title_for_pane(&mut self, pane: &PaneKind) -> egui::WidgetText {
+        pane.title().into()
+    }
+
+    fn pane_ui(&mut self, ui: &mut egui::Ui, _tile_id: TileId, pane: &mut PaneKind) -> UiResponse {
+        egui::Frame::new().inner_margin(4.0).show(ui, |ui| match pane {
+            PaneKind::Connections => self.panes.connections.ui(ui, &mut self.ctx),
+            PaneKind::Inspector => self.panes.inspector.ui(ui, &mut self.ctx),
+            PaneKind::Events => self.panes.events.ui(ui, &mut self.ctx),
+            PaneKind::Inject => self.panes.inject.ui(ui, &mut self.ctx),
+            PaneKind::Plot => self.panes.plot.ui(ui, &mut self.ctx),
+        });
+        UiResponse::None
+    }
+
+    fn simplification_options(&self) -> SimplificationOptions {
+        // Tabs on every pane give each a title and a handle to drag it by.
+        SimplificationOptions {
+            all_panes_must_have_tabs: true,
+            ..SimplificationOptions::default()
+        }
+    }
+}
