@@ -1,47 +1,190 @@
-//! The window: an in-process engine plus the egui front-end.
+//! The window: an in-process engine plus the egui front-end, started the way
+//! a double-click starts it (no arguments, maybe no terminal, any working
+//! directory) or with a layout file to open.
 
 use crate::backend::LocalBackend;
 use crate::cli::Cli;
+use crate::layout::{self, SessionLayout};
+use crate::paths;
 use crate::ui::MuxscopeApp;
+use crate::ui::app::AppFiles;
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 pub const APP_NAME: &str = "muxscope";
 
+/// The layout to restore if the process panics: (where, what).
+static CRASH_SNAPSHOT: Mutex<Option<(PathBuf, String)>> = Mutex::new(None);
+/// The last panic's message, shown by the window if it is still up.
+static LAST_PANIC: Mutex<Option<String>> = Mutex::new(None);
+
+/// Called by the app every few seconds with its current layout.
+pub fn remember_for_crash(layout: &SessionLayout) {
+    if let Ok(mut slot) = CRASH_SNAPSHOT.lock() {
+        *slot = Some((paths::autosave_path(), layout::to_ron(layout)));
+    }
+}
+
+pub fn last_panic() -> Option<String> {
+    LAST_PANIC.lock().ok().and_then(|p| p.clone())
+}
+
+/// On a panic in any thread (UI or engine), write the last layout snapshot
+/// so the user's arrangement survives, and log the message.
+fn install_panic_hook() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let thread = std::thread::current()
+            .name()
+            .unwrap_or("unnamed")
+            .to_owned();
+        let message = format!("panic in thread '{thread}': {info}");
+        log::error!("{message}");
+        if let Ok(mut slot) = LAST_PANIC.try_lock() {
+            *slot = Some(message);
+        }
+        if let Ok(slot) = CRASH_SNAPSHOT.try_lock()
+            && let Some((path, text)) = slot.as_ref()
+        {
+            let _ = std::fs::write(path, text);
+        }
+        default(info);
+    }));
+}
+
+/// What the session starts from: a named layout, the last session, or
+/// defaults, plus anything that went wrong on the way (to show the user).
+pub struct Startup {
+    pub layout: SessionLayout,
+    pub layout_path: Option<PathBuf>,
+    pub problems: Vec<String>,
+}
+
+/// Decide the starting layout. Command-line `--listen`/`--mode` win over
+/// the layout; a layout that fails to load is reported and left untouched.
+pub fn startup(cli: &Cli, autosave: Option<&std::path::Path>) -> Startup {
+    let mut problems = Vec::new();
+    let mut layout_path = None;
+    let mut layout = None;
+    if let Some(path) = &cli.layout {
+        match layout::load(path) {
+            Ok(l) => {
+                layout = Some(l);
+                layout_path = Some(path.clone());
+            }
+            Err(e) => problems.push(format!(
+                "Could not open the layout {e}. Starting with defaults; the file was left as it is."
+            )),
+        }
+    } else if let Some(auto) = autosave.filter(|p| p.exists()) {
+        match layout::load(auto) {
+            Ok(l) => layout = Some(l),
+            Err(e) => {
+                // Move it aside so the next autosave cannot overwrite it.
+                let aside = auto.with_extension("ron.unreadable");
+                let _ = std::fs::rename(auto, &aside);
+                problems.push(format!(
+                    "Could not restore the last session {e}. It was kept as {}.",
+                    aside.display()
+                ));
+            }
+        }
+    }
+    let mut layout = layout.unwrap_or_default();
+    if let Some(listen) = &cli.listen {
+        layout.listen = listen.clone();
+    }
+    if let Some(mode) = cli.mode {
+        layout.mode = mode;
+    }
+    Startup {
+        layout,
+        layout_path,
+        problems,
+    }
+}
+
 /// Build the app on an in-process engine whose batches wake egui.
 pub fn local_app(ctx: &egui::Context, cli: &Cli) -> std::io::Result<MuxscopeApp> {
+    let start = startup(cli, None);
+    app_from_startup(ctx, cli, start, AppFiles::default())
+}
+
+fn app_from_startup(
+    ctx: &egui::Context,
+    cli: &Cli,
+    start: Startup,
+    files: AppFiles,
+) -> std::io::Result<MuxscopeApp> {
     let mut config = cli.engine_config();
+    config.listen = Some(start.layout.listen.clone());
+    config.mode = start.layout.mode;
     let waker = ctx.clone();
     config.notify = Some(Arc::new(move || waker.request_repaint()));
-    let listen = config.listen.clone().unwrap_or_default();
     let backend = LocalBackend::spawn(config)?;
-    Ok(MuxscopeApp::new(Box::new(backend), &listen))
+    let mut app = MuxscopeApp::new(Box::new(backend), &start.layout.listen).with_files(files);
+    app.apply_layout(start.layout, false);
+    app.layout_path = start.layout_path;
+    for p in start.problems {
+        app.notify(p, true);
+    }
+    Ok(app)
+}
+
+fn icon() -> Option<egui::IconData> {
+    eframe::icon_data::from_png_bytes(include_bytes!("../assets/icon-256.png")).ok()
 }
 
 pub fn native_options() -> eframe::NativeOptions {
+    let mut viewport = egui::ViewportBuilder::default()
+        .with_title(APP_NAME)
+        .with_app_id(APP_NAME)
+        .with_inner_size([1280.0, 800.0])
+        .with_min_inner_size([640.0, 400.0]);
+    if let Some(icon) = icon() {
+        viewport = viewport.with_icon(icon);
+    }
     eframe::NativeOptions {
-        viewport: egui::ViewportBuilder::default()
-            .with_title(APP_NAME)
-            .with_app_id(APP_NAME)
-            .with_inner_size([1280.0, 800.0])
-            .with_min_inner_size([640.0, 400.0]),
+        viewport,
         ..Default::default()
     }
 }
 
 pub fn run(cli: Cli) -> ExitCode {
+    let log = crate::logging::init();
+    install_panic_hook();
+    let autosave = paths::autosave_path();
+    let files = AppFiles {
+        autosave: Some(autosave.clone()),
+        layouts_dir: Some(paths::layouts_dir()),
+        recent_list: Some(paths::recent_path()),
+        log: log.clone(),
+    };
+    let _ = std::fs::create_dir_all(paths::layouts_dir());
+    let start = startup(&cli, Some(&autosave));
+    log::info!("starting window; layout {:?}", start.layout_path);
     let result = eframe::run_native(
         APP_NAME,
         native_options(),
-        Box::new(move |cc| Ok(Box::new(local_app(&cc.egui_ctx, &cli)?))),
+        Box::new(move |cc| {
+            Ok(Box::new(app_from_startup(
+                &cc.egui_ctx,
+                &cli,
+                start,
+                files,
+            )?))
+        }),
     );
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!(
+            let message = format!(
                 "muxscope: cannot open the window: {e}\n\
                  (no display? run `muxscope --headless` to use it without a window)"
             );
+            log::error!("{message}");
+            eprintln!("{message}");
             ExitCode::FAILURE
         }
     }

@@ -2,6 +2,7 @@
 //! into and steer. See the README for the architecture.
 
 pub mod format;
+pub mod layout;
 pub mod monitor;
 pub mod payload;
 pub mod protocol;
@@ -12,6 +13,10 @@ pub mod cli;
 pub mod engine;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod headless;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod logging;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod paths;
 
 pub mod backend;
 pub mod ui;

@@ -8,7 +8,13 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.headless {
-        muxscope::headless::run(cli.engine_config())
+        match cli.headless_config() {
+            Ok(config) => muxscope::headless::run(config),
+            Err(e) => {
+                eprintln!("muxscope: {e}");
+                ExitCode::FAILURE
+            }
+        }
     } else {
         muxscope::desktop::run(cli)
     }

@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::SocketAddr;
 
+/// The seed's address, used when nothing else is said.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8800";
+
 /// Microseconds since the engine started. One clock read per poll iteration
 /// stamps every event of that iteration, which keeps the hot path cheap.
 pub type Micros = u64;
@@ -167,29 +170,60 @@ pub enum EventKind {
     /// mio reported readiness for a connection's socket (or the listener's,
     /// when `conn` is `None`).
     Readiness(Readiness),
-    Accepted { peer: SocketAddr },
-    Read { n: u32 },
-    Wrote { n: u32 },
-    WouldBlock { op: IoOp },
-    Queued { n: u32, origin: Origin },
+    Accepted {
+        peer: SocketAddr,
+    },
+    Read {
+        n: u32,
+    },
+    Wrote {
+        n: u32,
+    },
+    WouldBlock {
+        op: IoOp,
+    },
+    Queued {
+        n: u32,
+        origin: Origin,
+    },
     /// The queue crossed its bound (`on`) or drained below the low-water
     /// mark (`!on`); reading the client stops and resumes accordingly.
-    Backpressure { on: bool },
+    Backpressure {
+        on: bool,
+    },
     /// The user paused or resumed reading this client.
-    ReadPaused { paused: bool },
-    Injected { n: u32 },
+    ReadPaused {
+        paused: bool,
+    },
+    Injected {
+        n: u32,
+    },
     /// The peer sent FIN; queued bytes are still delivered.
     PeerHalfClosed,
-    Kicked { mode: KickMode },
-    Closed { reason: CloseReason },
+    Kicked {
+        mode: KickMode,
+    },
+    Closed {
+        reason: CloseReason,
+    },
     /// `accept` failed; with `paused`, the engine backs off and retries
     /// (for example when it ran out of file descriptors).
-    AcceptError { error: String, paused: bool },
+    AcceptError {
+        error: String,
+        paused: bool,
+    },
     AcceptResumed,
-    Listening { addr: SocketAddr },
-    ListenFailed { addr: String, error: String },
+    Listening {
+        addr: SocketAddr,
+    },
+    ListenFailed {
+        addr: String,
+        error: String,
+    },
     ListenStopped,
-    ModeChanged { mode: Mode },
+    ModeChanged {
+        mode: Mode,
+    },
 }
 
 /// Every `EventKind::name`, for filter menus.
@@ -419,13 +453,26 @@ impl Batch {
 /// What a viewer asks the engine to do.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
-    Kick { targets: Targets, mode: KickMode },
-    Inject { targets: Targets, bytes: Vec<u8> },
+    Kick {
+        targets: Targets,
+        mode: KickMode,
+    },
+    Inject {
+        targets: Targets,
+        bytes: Vec<u8>,
+    },
     SetMode(Mode),
     /// Stop listening (if listening) and listen on `addr` instead.
-    Listen { addr: String },
+    Listen {
+        addr: String,
+    },
     StopListening,
-    SetReadPaused { targets: Targets, paused: bool },
+    SetReadPaused {
+        targets: Targets,
+        paused: bool,
+    },
     /// Ask for a `ConnDetail` snapshot, answered in a later batch.
-    Inspect { conn: ConnId },
+    Inspect {
+        conn: ConnId,
+    },
 }

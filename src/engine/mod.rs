@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:8800";
+pub use crate::protocol::DEFAULT_LISTEN;
 
 #[derive(Clone)]
 pub struct EngineConfig {
@@ -117,7 +117,8 @@ impl EngineHandle {
                 ),
             },
         };
-        let publisher = publish::Publisher::new(batch_tx, config.notify.clone(), config.flush_interval);
+        let publisher =
+            publish::Publisher::new(batch_tx, config.notify.clone(), config.flush_interval);
         let event_loop = event_loop::EventLoop::new(
             poll,
             cmd_rx,

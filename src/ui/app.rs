@@ -1,17 +1,45 @@
 //! `MuxscopeApp`: the eframe app. Drains the backend into the monitor in
-//! `logic` (within a time budget), draws the panes in `ui`, and sends what
-//! the panes asked for.
+//! `logic` (within a time budget), draws the menu, server bar and panes in
+//! `ui`, and sends what the panes asked for. It also owns the session
+//! layout: gathering it, applying it, and the files it lives in.
 
+use super::file_dialog::{DialogKind, DialogOutcome, FileDialog};
 use super::server_bar::ServerBar;
 use super::tiles::{self, Behavior, PaneKind, Panes};
 use super::{PaneCtx, Selection};
-use crate::backend::Backend;
+use crate::backend::{Backend, BackendStatus};
+use crate::layout::{self, SessionLayout, Theme};
 use crate::monitor::Monitor;
-use crate::protocol::{Command, ConnId};
+use crate::protocol::{Command, ConnId, ListenState};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+use web_time::Instant;
 
 /// Time a frame may spend folding batches in; the rest waits a frame.
 const DRAIN_BUDGET: Duration = Duration::from_millis(4);
+const MAX_RECENT: usize = 10;
+/// How often the crash-recovery copy of the layout is refreshed.
+const SNAPSHOT_EVERY: Duration = Duration::from_secs(2);
+
+/// A message for the user, shown under the server bar until dismissed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notice {
+    pub text: String,
+    pub is_error: bool,
+}
+
+/// Where the app's files are; all `None` in tests and on the web.
+#[derive(Clone, Debug, Default)]
+pub struct AppFiles {
+    /// The last session, restored on start and written on exit.
+    pub autosave: Option<PathBuf>,
+    /// The folder the open dialog lists.
+    pub layouts_dir: Option<PathBuf>,
+    /// Where the recent-layouts list is kept.
+    pub recent_list: Option<PathBuf>,
+    /// The log file, when logging goes to a file.
+    pub log: Option<PathBuf>,
+}
 
 pub struct MuxscopeApp {
     backend: Box<dyn Backend>,
@@ -20,8 +48,20 @@ pub struct MuxscopeApp {
     pub panes: Panes,
     pub server_bar: ServerBar,
     pub tree: egui_tiles::Tree<PaneKind>,
+    pub theme: Theme,
+    pub zoom: f32,
+    /// The named layout file this session was opened from or saved to.
+    pub layout_path: Option<PathBuf>,
+    pub recent: Vec<PathBuf>,
+    pub notices: Vec<Notice>,
+    pub files: AppFiles,
+    dialog: Option<FileDialog>,
     commands: Vec<Command>,
     focus_events_on: Option<Vec<ConnId>>,
+    applied_style: Option<(Theme, f32)>,
+    last_snapshot: Option<Instant>,
+    /// The mode asked for by the layout until the engine reports it.
+    pending_mode: Option<crate::protocol::Mode>,
 }
 
 impl MuxscopeApp {
@@ -33,9 +73,40 @@ impl MuxscopeApp {
             panes: Panes::default(),
             server_bar: ServerBar::new(listen),
             tree: tiles::default_tree(),
+            theme: Theme::Dark,
+            zoom: 1.0,
+            layout_path: None,
+            recent: Vec::new(),
+            notices: Vec::new(),
+            files: AppFiles::default(),
+            dialog: None,
             commands: Vec::new(),
             focus_events_on: None,
+            applied_style: None,
+            last_snapshot: None,
+            pending_mode: None,
         }
+    }
+
+    pub fn with_files(mut self, files: AppFiles) -> Self {
+        if let Some(list) = &files.recent_list {
+            self.recent = std::fs::read_to_string(list)
+                .ok()
+                .and_then(|t| ron::from_str(&t).ok())
+                .unwrap_or_default();
+        }
+        self.files = files;
+        self
+    }
+
+    pub fn notify(&mut self, text: impl Into<String>, is_error: bool) {
+        let text = text.into();
+        if is_error {
+            log::warn!("{text}");
+        } else {
+            log::info!("{text}");
+        }
+        self.notices.push(Notice { text, is_error });
     }
 
     /// Pull what the backend has; returns true if more is waiting.
@@ -45,8 +116,17 @@ impl MuxscopeApp {
         // Forget selected rows that were pruned away.
         let table = &self.monitor.connections;
         self.selection.conns.retain(|id| table.get(*id).is_some());
-        if self.selection.primary.is_some_and(|id| table.get(id).is_none()) {
+        if self
+            .selection
+            .primary
+            .is_some_and(|id| table.get(id).is_none())
+        {
             self.selection.primary = None;
+        }
+        if let (Some(mode), Some(stats)) = (self.pending_mode, &self.monitor.stats)
+            && stats.mode == mode
+        {
+            self.pending_mode = None;
         }
         more
     }
@@ -55,13 +135,257 @@ impl MuxscopeApp {
         self.backend.send(cmd);
     }
 
-    pub fn backend_status(&self) -> crate::backend::BackendStatus {
+    pub fn backend_status(&self) -> BackendStatus {
         self.backend.status()
+    }
+
+    // ---- layouts ---------------------------------------------------------
+
+    /// The session as it is arranged now.
+    pub fn layout(&self) -> SessionLayout {
+        let listen = match self.monitor.stats.as_ref().map(|s| &s.listen) {
+            Some(ListenState::Listening(addr)) => addr.to_string(),
+            _ => self.server_bar.listen_text.trim().to_owned(),
+        };
+        SessionLayout {
+            version: layout::LAYOUT_VERSION,
+            listen,
+            mode: self
+                .pending_mode
+                .or(self.monitor.stats.as_ref().map(|s| s.mode))
+                .unwrap_or_default(),
+            theme: self.theme,
+            zoom: self.zoom,
+            tree: self.tree.clone(),
+            connections: self.panes.connections.clone(),
+            events: self.panes.events.clone(),
+            inspector: self.panes.inspector.clone(),
+            inject: self.panes.inject.clone(),
+        }
+    }
+
+    /// Arrange the session as `layout` says. With `steer_engine`, the
+    /// engine is also told to listen where and behave as the layout says
+    /// (a port in use is then reported by the server bar; the rest of the
+    /// layout still applies).
+    pub fn apply_layout(&mut self, layout: SessionLayout, steer_engine: bool) {
+        self.tree = layout.tree;
+        let generation = self.panes.connections.table_generation + 1;
+        self.panes.connections = layout.connections;
+        self.panes.connections.table_generation = generation;
+        self.panes.events = layout.events;
+        self.panes.inspector = layout.inspector;
+        self.panes.inject = layout.inject;
+        self.theme = layout.theme;
+        self.zoom = layout.zoom;
+        self.server_bar.listen_text = layout.listen.clone();
+        if steer_engine {
+            let listening_there = matches!(
+                self.monitor.stats.as_ref().map(|s| &s.listen),
+                Some(ListenState::Listening(a)) if a.to_string() == layout.listen
+            );
+            if !listening_there {
+                self.commands.push(Command::Listen {
+                    addr: layout.listen,
+                });
+            }
+            self.commands.push(Command::SetMode(layout.mode));
+            self.pending_mode = Some(layout.mode);
+        }
+    }
+
+    pub fn open_layout(&mut self, path: &Path) {
+        match layout::load(path) {
+            Ok(l) => {
+                self.apply_layout(l, true);
+                self.layout_path = Some(path.to_owned());
+                self.remember_recent(path);
+                self.notify(format!("Opened layout {}", path.display()), false);
+            }
+            Err(e) => self.notify(
+                format!("Could not open the layout {e}. Nothing was changed, and the file was left as it is."),
+                true,
+            ),
+        }
+    }
+
+    pub fn save_layout_to(&mut self, path: &Path) {
+        match layout::save(path, &self.layout()) {
+            Ok(()) => {
+                self.layout_path = Some(path.to_owned());
+                self.remember_recent(path);
+                self.notify(format!("Saved layout to {}", path.display()), false);
+            }
+            Err(e) => self.notify(format!("Could not save the layout: {e}"), true),
+        }
+    }
+
+    fn remember_recent(&mut self, path: &Path) {
+        let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+        self.recent.retain(|p| p != &path);
+        self.recent.insert(0, path);
+        self.recent.truncate(MAX_RECENT);
+        if let Some(list) = &self.files.recent_list {
+            let _ = std::fs::write(list, ron::to_string(&self.recent).unwrap_or_default());
+        }
+    }
+
+    /// Write the last-session file; called on exit and periodically.
+    pub fn autosave(&self) {
+        if let Some(path) = &self.files.autosave
+            && let Err(e) = layout::save(path, &self.layout())
+        {
+            log::warn!("could not save the session: {e}");
+        }
+    }
+
+    // ---- drawing ---------------------------------------------------------
+
+    fn apply_style(&mut self, ctx: &egui::Context) {
+        if self.applied_style == Some((self.theme, self.zoom)) {
+            return;
+        }
+        ctx.set_theme(match self.theme {
+            Theme::Dark => egui::Theme::Dark,
+            Theme::Light => egui::Theme::Light,
+        });
+        ctx.set_zoom_factor(self.zoom);
+        self.applied_style = Some((self.theme, self.zoom));
+    }
+
+    fn menu_bar(&mut self, ui: &mut egui::Ui) {
+        egui::MenuBar::new().ui(ui, |ui| {
+            ui.menu_button("File", |ui| {
+                if ui
+                    .button("New")
+                    .on_hover_text("Default panes and settings")
+                    .clicked()
+                {
+                    let mut fresh = SessionLayout::default();
+                    fresh.listen = self.layout().listen;
+                    self.apply_layout(fresh, false);
+                    self.layout_path = None;
+                    ui.close();
+                }
+                let dir = self
+                    .files
+                    .layouts_dir
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from("."));
+                if ui.button("Open layout…").clicked() {
+                    self.dialog = Some(FileDialog::new(DialogKind::Open, &dir, None));
+                    ui.close();
+                }
+                if let Some(path) = self.layout_path.clone()
+                    && ui
+                        .button("Save layout")
+                        .on_hover_text(path.display().to_string())
+                        .clicked()
+                {
+                    self.save_layout_to(&path);
+                    ui.close();
+                }
+                if ui.button("Save layout as…").clicked() {
+                    self.dialog = Some(FileDialog::new(
+                        DialogKind::SaveAs,
+                        &dir,
+                        self.layout_path.as_deref(),
+                    ));
+                    ui.close();
+                }
+                ui.menu_button("Recent layouts", |ui| {
+                    if self.recent.is_empty() {
+                        ui.label(egui::RichText::new("none yet").weak());
+                    }
+                    for path in self.recent.clone() {
+                        if ui.button(path.display().to_string()).clicked() {
+                            self.open_layout(&path);
+                            ui.close();
+                        }
+                    }
+                });
+                ui.separator();
+                if ui.button("Quit").clicked() {
+                    ui.ctx().send_viewport_cmd(egui::ViewportCommand::Close);
+                }
+            });
+            ui.menu_button("View", |ui| {
+                ui.horizontal(|ui| {
+                    ui.label("Theme");
+                    ui.selectable_value(&mut self.theme, Theme::Dark, "Dark");
+                    ui.selectable_value(&mut self.theme, Theme::Light, "Light");
+                });
+                ui.horizontal(|ui| {
+                    ui.label("Zoom");
+                    if ui.button("−").clicked() {
+                        self.zoom = (self.zoom - 0.1).max(0.5);
+                    }
+                    ui.label(format!("{:.0}%", self.zoom * 100.0));
+                    if ui.button("+").clicked() {
+                        self.zoom = (self.zoom + 0.1).min(3.0);
+                    }
+                    if ui.button("Reset").clicked() {
+                        self.zoom = 1.0;
+                    }
+                });
+                if ui.button("Reset panes").clicked() {
+                    self.tree = tiles::default_tree();
+                    ui.close();
+                }
+            });
+            ui.menu_button("Help", |ui| {
+                ui.label(format!("muxscope {}", env!("CARGO_PKG_VERSION")));
+                ui.label(
+                    "Point your client at the listen address; watch and poke the conversation.",
+                );
+                ui.separator();
+                match &self.files.log {
+                    Some(p) => ui.label(format!("Log file: {}", p.display())),
+                    None => ui.label("Logging to the terminal (stderr)."),
+                };
+                if let Some(p) = &self.files.layouts_dir {
+                    ui.label(format!("Layouts folder: {}", p.display()));
+                }
+                if let Some(p) = &self.files.autosave {
+                    ui.label(format!("Last session: {}", p.display()));
+                }
+            });
+            if let Some(path) = &self.layout_path {
+                ui.label(egui::RichText::new(path.display().to_string()).weak());
+            }
+        });
+    }
+
+    fn notices_ui(&mut self, ui: &mut egui::Ui) {
+        let mut dismiss = None;
+        for (i, n) in self.notices.iter().enumerate() {
+            ui.horizontal(|ui| {
+                if ui.small_button("✖").on_hover_text("Dismiss").clicked() {
+                    dismiss = Some(i);
+                }
+                let text = egui::RichText::new(&n.text);
+                ui.label(if n.is_error {
+                    text.color(super::error_color(ui)).strong()
+                } else {
+                    text
+                });
+            });
+        }
+        if let Some(i) = dismiss {
+            self.notices.remove(i);
+        }
+        // Confirmations fade; errors stay until dismissed.
+        if self.notices.len() > 6 {
+            self.notices.remove(0);
+        }
     }
 
     /// Draw everything into `ui`; commands the panes produced are sent.
     pub fn draw(&mut self, ui: &mut egui::Ui) {
-        let mut ctx = PaneCtx {
+        let ctx = ui.ctx().clone();
+        self.apply_style(&ctx);
+        egui::Panel::top("menu").show(ui, |ui| self.menu_bar(ui));
+        let mut pane_ctx = PaneCtx {
             monitor: &mut self.monitor,
             selection: &mut self.selection,
             commands: &mut self.commands,
@@ -69,25 +393,68 @@ impl MuxscopeApp {
         };
         egui::Panel::top("server-bar").show(ui, |ui| {
             ui.add_space(2.0);
-            self.server_bar.ui(ui, &mut ctx);
+            self.server_bar.ui(ui, &mut pane_ctx);
             ui.add_space(2.0);
         });
+        if !self.notices.is_empty() {
+            egui::Panel::top("notices").show(ui, |ui| self.notices_ui(ui));
+        }
         let status = self.backend.status();
         egui::Panel::bottom("status").show(ui, |ui| {
             ui.horizontal(|ui| {
-                ui.label(egui::RichText::new(status.describe()).weak());
+                let text = egui::RichText::new(status.describe());
+                ui.label(match status {
+                    BackendStatus::Disconnected { .. } => text.color(super::error_color(ui)),
+                    _ => text.weak(),
+                });
             });
         });
+        let pane_ctx = PaneCtx {
+            monitor: &mut self.monitor,
+            selection: &mut self.selection,
+            commands: &mut self.commands,
+            focus_events_on: &mut self.focus_events_on,
+        };
         egui::CentralPanel::default().show(ui, |ui| {
             let mut behavior = Behavior {
                 panes: &mut self.panes,
-                ctx,
+                ctx: pane_ctx,
             };
             self.tree.ui(&mut behavior, ui);
         });
+
+        if let Some(dialog) = &mut self.dialog {
+            match dialog.ui(&ctx) {
+                DialogOutcome::Pending => {}
+                DialogOutcome::Cancelled => self.dialog = None,
+                DialogOutcome::Chosen(path) => {
+                    let kind = dialog.kind;
+                    self.dialog = None;
+                    match kind {
+                        DialogKind::Open => self.open_layout(&path),
+                        DialogKind::SaveAs => self.save_layout_to(&path),
+                    }
+                }
+            }
+        }
         for cmd in self.commands.drain(..) {
             self.backend.send(cmd);
         }
+        self.snapshot_for_crash();
+    }
+
+    /// Keep a recent copy of the layout where the panic hook can find it.
+    fn snapshot_for_crash(&mut self) {
+        if self.files.autosave.is_none()
+            || self
+                .last_snapshot
+                .is_some_and(|t| t.elapsed() < SNAPSHOT_EVERY)
+        {
+            return;
+        }
+        self.last_snapshot = Some(Instant::now());
+        #[cfg(not(target_arch = "wasm32"))]
+        crate::desktop::remember_for_crash(&self.layout());
     }
 }
 
@@ -102,5 +469,9 @@ impl eframe::App for MuxscopeApp {
 
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         self.draw(ui);
+    }
+
+    fn save(&mut self, _storage: &mut dyn eframe::Storage) {
+        self.autosave();
     }
 }

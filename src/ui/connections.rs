@@ -63,7 +63,12 @@ impl ConnectionsPane {
                         .desired_width(180.0),
                 )
             });
-            if !self.filter.is_empty() && ui.small_button("✖").on_hover_text("Clear the filter").clicked() {
+            if !self.filter.is_empty()
+                && ui
+                    .small_button("✖")
+                    .on_hover_text("Clear the filter")
+                    .clicked()
+            {
                 self.filter.clear();
             }
             ui.menu_button("Columns", |ui| {
@@ -101,7 +106,11 @@ impl ConnectionsPane {
             .sense(Sense::click())
             .cell_layout(Layout::left_to_right(Align::Center));
         for (i, &col) in columns.iter().enumerate() {
-            let width = self.widths.get(&col).copied().unwrap_or_else(|| default_width(col));
+            let width = self
+                .widths
+                .get(&col)
+                .copied()
+                .unwrap_or_else(|| default_width(col));
             let column = if i + 1 == columns.len() {
                 TableColumn::remainder().at_least(40.0)
             } else {
@@ -131,7 +140,10 @@ impl ConnectionsPane {
                             } else {
                                 self.sort = Sort {
                                     column: col,
-                                    ascending: matches!(col, Column::Id | Column::Peer | Column::State),
+                                    ascending: matches!(
+                                        col,
+                                        Column::Id | Column::Peer | Column::State
+                                    ),
                                 };
                             }
                         }
@@ -183,7 +195,13 @@ enum RowAction {
     ShowEvents(Vec<ConnId>),
 }
 
-fn row_menu(ui: &mut Ui, targets: &[ConnId], closed: bool, paused: bool, actions: &mut Vec<RowAction>) {
+fn row_menu(
+    ui: &mut Ui,
+    targets: &[ConnId],
+    closed: bool,
+    paused: bool,
+    actions: &mut Vec<RowAction>,
+) {
     let n = targets.len();
     let which = if n == 1 {
         format!("{}", targets[0])
@@ -193,17 +211,38 @@ fn row_menu(ui: &mut Ui, targets: &[ConnId], closed: bool, paused: bool, actions
     ui.label(RichText::new(which).strong());
     let t = || Targets::Conns(targets.to_vec());
     ui.add_enabled_ui(!closed || n > 1, |ui| {
-        if ui.button("Kick (graceful)").on_hover_text("Flush the queue, then FIN").clicked() {
-            actions.push(RowAction::Command(Command::Kick { targets: t(), mode: KickMode::Graceful }));
+        if ui
+            .button("Kick (graceful)")
+            .on_hover_text("Flush the queue, then FIN")
+            .clicked()
+        {
+            actions.push(RowAction::Command(Command::Kick {
+                targets: t(),
+                mode: KickMode::Graceful,
+            }));
             ui.close();
         }
-        if ui.button("Kick (reset)").on_hover_text("Close at once with RST").clicked() {
-            actions.push(RowAction::Command(Command::Kick { targets: t(), mode: KickMode::Reset }));
+        if ui
+            .button("Kick (reset)")
+            .on_hover_text("Close at once with RST")
+            .clicked()
+        {
+            actions.push(RowAction::Command(Command::Kick {
+                targets: t(),
+                mode: KickMode::Reset,
+            }));
             ui.close();
         }
-        let (label, pause) = if paused { ("Resume reading", false) } else { ("Pause reading", true) };
+        let (label, pause) = if paused {
+            ("Resume reading", false)
+        } else {
+            ("Pause reading", true)
+        };
         if ui.button(label).clicked() {
-            actions.push(RowAction::Command(Command::SetReadPaused { targets: t(), paused: pause }));
+            actions.push(RowAction::Command(Command::SetReadPaused {
+                targets: t(),
+                paused: pause,
+            }));
             ui.close();
         }
     });
@@ -221,7 +260,9 @@ fn cell(ui: &mut Ui, c: &ConnCounters, col: Column, now: u64) {
             let label = state_label(c);
             let color = match &c.state {
                 ConnState::Open if c.backpressure || c.read_paused => Some(super::warn_color(ui)),
-                ConnState::Closed(crate::protocol::CloseReason::PeerClosed) | ConnState::Open => None,
+                ConnState::Closed(crate::protocol::CloseReason::PeerClosed) | ConnState::Open => {
+                    None
+                }
                 ConnState::Closed(_) => Some(super::error_color(ui)),
                 _ => Some(super::warn_color(ui)),
             };
@@ -244,7 +285,10 @@ fn cell(ui: &mut Ui, c: &ConnCounters, col: Column, now: u64) {
         Column::Queued => format::bytes(c.queued_bytes),
         Column::Msgs => c.queued_msgs.to_string(),
         Column::HighWater => format::bytes(c.queue_high_water),
-        Column::LastActivity => format!("{} ago", format::duration_micros(now.saturating_sub(c.last_activity))),
+        Column::LastActivity => format!(
+            "{} ago",
+            format::duration_micros(now.saturating_sub(c.last_activity))
+        ),
     };
     ui.label(text);
 }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 const ROW_HEIGHT: f32 = 18.0;
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct EventsPane {
     pub filter: EventFilter,
@@ -21,7 +21,7 @@ pub struct EventsPane {
     paused: Option<PausedView>,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 struct PausedView {
     events: Vec<Event>,
     total_at_pause: u64,
@@ -44,7 +44,11 @@ impl EventsPane {
         let live_count = log.refresh(&self.filter);
 
         ui.horizontal_wrapped(|ui| {
-            let pause_label = if self.paused.is_some() { "▶ Follow" } else { "⏸ Pause" };
+            let pause_label = if self.paused.is_some() {
+                "▶ Follow"
+            } else {
+                "⏸ Pause"
+            };
             if ui
                 .button(pause_label)
                 .on_hover_text("Freeze the log to read it; events keep being recorded")
@@ -62,7 +66,11 @@ impl EventsPane {
             if !self.filter.conns.is_empty() && !self.follow_selection {
                 let ids: Vec<String> = self.filter.conns.iter().map(|c| c.to_string()).collect();
                 ui.label(RichText::new(format!("only {}", ids.join(" "))).strong());
-                if ui.small_button("✖").on_hover_text("Show all connections").clicked() {
+                if ui
+                    .small_button("✖")
+                    .on_hover_text("Show all connections")
+                    .clicked()
+                {
                     self.filter.conns.clear();
                 }
             }
@@ -92,7 +100,11 @@ impl EventsPane {
             ui.label(RichText::new(status).weak());
             if log.fell_out() > 0 {
                 ui.label(
-                    RichText::new(format!("{} older events fell out of the log", log.fell_out())).weak(),
+                    RichText::new(format!(
+                        "{} older events fell out of the log",
+                        log.fell_out()
+                    ))
+                    .weak(),
                 );
             }
         });
@@ -130,7 +142,11 @@ impl EventsPane {
                         ui.monospace(engine_time(e.at));
                     });
                     row.col(|ui| {
-                        ui.label(e.conn.map(|c| c.to_string()).unwrap_or_else(|| "server".into()));
+                        ui.label(
+                            e.conn
+                                .map(|c| c.to_string())
+                                .unwrap_or_else(|| "server".into()),
+                        );
                     });
                     row.col(|ui| {
                         ui.label(kind_text(ui, &e.kind));
@@ -148,9 +164,9 @@ fn kind_text(ui: &Ui, kind: &EventKind) -> RichText {
     match kind {
         EventKind::Read { .. } => text.color(super::rx_color(ui)),
         EventKind::Wrote { .. } => text.color(super::tx_color(ui)),
-        EventKind::Closed { .. } | EventKind::AcceptError { .. } | EventKind::ListenFailed { .. } => {
-            text.color(super::error_color(ui))
-        }
+        EventKind::Closed { .. }
+        | EventKind::AcceptError { .. }
+        | EventKind::ListenFailed { .. } => text.color(super::error_color(ui)),
         EventKind::Backpressure { .. } | EventKind::Kicked { .. } | EventKind::PeerHalfClosed => {
             text.color(super::warn_color(ui))
         }

@@ -98,12 +98,20 @@ impl InjectPane {
         let mut send = false;
         ui.horizontal_wrapped(|ui| {
             ui.label("To");
-            ui.selectable_value(&mut self.target, InjectTarget::Selected, format!("selected ({})", selected.len()));
+            ui.selectable_value(
+                &mut self.target,
+                InjectTarget::Selected,
+                format!("selected ({})", selected.len()),
+            );
             ui.selectable_value(&mut self.target, InjectTarget::All, "all clients");
             let ready = parsed.as_ref().is_ok_and(|b| !b.is_empty())
                 && (self.target == InjectTarget::All || !selected.is_empty());
-            let ctrl_enter = edit.has_focus() && ui.input(|i| i.modifiers.command && i.key_pressed(egui::Key::Enter));
-            if ui.add_enabled(ready, egui::Button::new("Send")).on_hover_text("Ctrl+Enter in the message").clicked()
+            let ctrl_enter = edit.has_focus()
+                && ui.input(|i| i.modifiers.command && i.key_pressed(egui::Key::Enter));
+            if ui
+                .add_enabled(ready, egui::Button::new("Send"))
+                .on_hover_text("Ctrl+Enter in the message")
+                .clicked()
                 || (ready && ctrl_enter)
             {
                 send = true;
@@ -111,7 +119,10 @@ impl InjectPane {
             if let Ok(b) = &parsed {
                 ui.label(RichText::new(format!("{} bytes", b.len())).weak());
             }
-            if ui.button("☆ Save").on_hover_text("Keep this message in the favourites").clicked()
+            if ui
+                .button("☆ Save")
+                .on_hover_text("Keep this message in the favourites")
+                .clicked()
                 && !self.favourites.contains(&self.current())
             {
                 self.favourites.push(self.current());
@@ -138,10 +149,18 @@ impl InjectPane {
             ui.label(RichText::new("Favourites").strong());
             for (i, m) in self.favourites.iter().enumerate() {
                 ui.horizontal(|ui| {
-                    if ui.small_button("✖").on_hover_text("Remove from favourites").clicked() {
+                    if ui
+                        .small_button("✖")
+                        .on_hover_text("Remove from favourites")
+                        .clicked()
+                    {
                         unfavourite = Some(i);
                     }
-                    if ui.button(entry_label(m)).on_hover_text("Load into the editor").clicked() {
+                    if ui
+                        .button(entry_label(m))
+                        .on_hover_text("Load into the editor")
+                        .clicked()
+                    {
                         load = Some(m.clone());
                     }
                 });
@@ -149,16 +168,22 @@ impl InjectPane {
         }
         ui.separator();
         ui.label(RichText::new("Sent").strong());
-        egui::ScrollArea::vertical().id_salt("inject-history").show(ui, |ui| {
-            if self.history.is_empty() {
-                ui.label(RichText::new("nothing sent yet").weak());
-            }
-            for m in self.history.iter().rev() {
-                if ui.button(entry_label(m)).on_hover_text("Load into the editor").clicked() {
-                    load = Some(m.clone());
+        egui::ScrollArea::vertical()
+            .id_salt("inject-history")
+            .show(ui, |ui| {
+                if self.history.is_empty() {
+                    ui.label(RichText::new("nothing sent yet").weak());
                 }
-            }
-        });
+                for m in self.history.iter().rev() {
+                    if ui
+                        .button(entry_label(m))
+                        .on_hover_text("Load into the editor")
+                        .clicked()
+                    {
+                        load = Some(m.clone());
+                    }
+                }
+            });
         if let Some(i) = unfavourite {
             self.favourites.remove(i);
         }

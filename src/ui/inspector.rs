@@ -22,7 +22,7 @@ pub enum TranscriptView {
     Hex,
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct InspectorPane {
     pub view: TranscriptView,
@@ -67,13 +67,21 @@ impl InspectorPane {
         });
         ui.horizontal_wrapped(|ui| {
             ui.add_enabled_ui(!closed, |ui| {
-                if ui.button("Kick (graceful)").on_hover_text("Flush the queue, then FIN").clicked() {
+                if ui
+                    .button("Kick (graceful)")
+                    .on_hover_text("Flush the queue, then FIN")
+                    .clicked()
+                {
                     ctx.commands.push(Command::Kick {
                         targets: Targets::one(id),
                         mode: KickMode::Graceful,
                     });
                 }
-                if ui.button("Kick (reset)").on_hover_text("Close at once with RST").clicked() {
+                if ui
+                    .button("Kick (reset)")
+                    .on_hover_text("Close at once with RST")
+                    .clicked()
+                {
                     ctx.commands.push(Command::Kick {
                         targets: Targets::one(id),
                         mode: KickMode::Reset,
@@ -102,25 +110,41 @@ impl InspectorPane {
             .show(ui, |ui| {
                 let end = if closed { counters.last_activity } else { now };
                 ui.label("received");
-                ui.label(RichText::new(format::bytes(counters.rx_bytes)).color(super::rx_color(ui)));
+                ui.label(
+                    RichText::new(format::bytes(counters.rx_bytes)).color(super::rx_color(ui)),
+                );
                 ui.label("sent");
-                ui.label(RichText::new(format::bytes(counters.tx_bytes)).color(super::tx_color(ui)));
+                ui.label(
+                    RichText::new(format::bytes(counters.tx_bytes)).color(super::tx_color(ui)),
+                );
                 ui.end_row();
                 ui.label("queued");
-                ui.label(format!("{} in {} msgs", format::bytes(counters.queued_bytes), counters.queued_msgs));
+                ui.label(format!(
+                    "{} in {} msgs",
+                    format::bytes(counters.queued_bytes),
+                    counters.queued_msgs
+                ));
                 ui.label("queue peak");
                 ui.label(format::bytes(counters.queue_high_water));
                 ui.end_row();
                 ui.label("age");
-                ui.label(format::duration_micros(end.saturating_sub(counters.opened_at)));
+                ui.label(format::duration_micros(
+                    end.saturating_sub(counters.opened_at),
+                ));
                 ui.label("last activity");
-                ui.label(format!("{} ago", format::duration_micros(now.saturating_sub(counters.last_activity))));
+                ui.label(format!(
+                    "{} ago",
+                    format::duration_micros(now.saturating_sub(counters.last_activity))
+                ));
                 ui.end_row();
                 let e = counters.events;
                 ui.label("readiness");
                 ui.label(format!("R {} · W {}", e.readable, e.writable));
                 ui.label("closed/err");
-                ui.label(format!("rc {} · wc {} · err {}", e.read_closed, e.write_closed, e.error));
+                ui.label(format!(
+                    "rc {} · wc {} · err {}",
+                    e.read_closed, e.write_closed, e.error
+                ));
                 ui.end_row();
             });
 
@@ -190,7 +214,11 @@ fn transcript_job(ui: &Ui, detail: &ConnDetail, view: TranscriptView) -> LayoutJ
             Direction::Tx => ("→", super::tx_color(ui)),
         };
         job.append(
-            &format!("{} {arrow} {} B\n", engine_time(chunk.at), chunk.bytes.len()),
+            &format!(
+                "{} {arrow} {} B\n",
+                engine_time(chunk.at),
+                chunk.bytes.len()
+            ),
             0.0,
             TextFormat::simple(mono.clone(), weak),
         );

@@ -53,7 +53,9 @@ impl ServerBar {
             }
             match &listen {
                 Some(ListenState::Listening(addr)) => {
-                    ui.label(RichText::new(format!("● listening on {addr}")).color(super::tx_color(ui)));
+                    ui.label(
+                        RichText::new(format!("● listening on {addr}")).color(super::tx_color(ui)),
+                    );
                 }
                 Some(ListenState::Stopped) => {
                     ui.label(RichText::new("○ not listening").weak());
@@ -81,7 +83,11 @@ impl ServerBar {
             }
         });
         if let Some(ListenState::Failed { error, .. }) = &listen {
-            ui.label(RichText::new(format!("⚠ {error}")).color(error_color(ui)).strong());
+            ui.label(
+                RichText::new(format!("⚠ {error}"))
+                    .color(error_color(ui))
+                    .strong(),
+            );
         }
 
         ui.horizontal_wrapped(|ui| {

@@ -52,7 +52,9 @@ pub fn default_tree() -> Tree<PaneKind> {
     let bottom_right = tiles.insert_tab_tile(vec![inject, plot]);
     let right = tiles.insert_vertical_tile(vec![inspector, bottom_right]);
     let root = tiles.insert_horizontal_tile(vec![left, right]);
-    if let Some(egui_tiles::Tile::Container(egui_tiles::Container::Linear(linear))) = tiles.get_mut(root) {
+    if let Some(egui_tiles::Tile::Container(egui_tiles::Container::Linear(linear))) =
+        tiles.get_mut(root)
+    {
         linear.shares.set_share(left, 1.6);
         linear.shares.set_share(right, 1.0);
     }
@@ -80,13 +82,15 @@ impl egui_tiles::Behavior<PaneKind> for Behavior<'_, '_> {
     }
 
     fn pane_ui(&mut self, ui: &mut egui::Ui, _tile_id: TileId, pane: &mut PaneKind) -> UiResponse {
-        egui::Frame::new().inner_margin(4.0).show(ui, |ui| match pane {
-            PaneKind::Connections => self.panes.connections.ui(ui, &mut self.ctx),
-            PaneKind::Inspector => self.panes.inspector.ui(ui, &mut self.ctx),
-            PaneKind::Events => self.panes.events.ui(ui, &mut self.ctx),
-            PaneKind::Inject => self.panes.inject.ui(ui, &mut self.ctx),
-            PaneKind::Plot => self.panes.plot.ui(ui, &mut self.ctx),
-        });
+        egui::Frame::new()
+            .inner_margin(4.0)
+            .show(ui, |ui| match pane {
+                PaneKind::Connections => self.panes.connections.ui(ui, &mut self.ctx),
+                PaneKind::Inspector => self.panes.inspector.ui(ui, &mut self.ctx),
+                PaneKind::Events => self.panes.events.ui(ui, &mut self.ctx),
+                PaneKind::Inject => self.panes.inject.ui(ui, &mut self.ctx),
+                PaneKind::Plot => self.panes.plot.ui(ui, &mut self.ctx),
+            });
         UiResponse::None
     }
 

@@ -1,0 +1,259 @@
+//! Session layouts: how the user arranged muxscope, as a versioned RON file.
+//!
+//! A layout is read in two steps: first only its `version`, then the struct
+//! of that version, migrated forward to the current one. A file that cannot
+//! be read is reported with its path, line and column, and is never written
+//! over: the caller keeps going with defaults.
+
+use crate::protocol::Mode;
+use crate::ui::connections::ConnectionsPane;
+use crate::ui::events::EventsPane;
+use crate::ui::inject::InjectPane;
+use crate::ui::inspector::InspectorPane;
+use crate::ui::tiles::{self, PaneKind};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// The version this build writes, and the newest it reads.
+pub const LAYOUT_VERSION: u32 = 1;
+/// Layout files are named `NAME.muxscope.ron`; the file manager association
+/// and the open dialog's listing use this suffix.
+pub const FILE_SUFFIX: &str = ".muxscope.ron";
+
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Theme {
+    #[default]
+    Dark,
+    Light,
+}
+
+/// Everything a user arranged, in the current version.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SessionLayout {
+    pub version: u32,
+    pub listen: String,
+    pub mode: Mode,
+    pub theme: Theme,
+    pub zoom: f32,
+    pub tree: egui_tiles::Tree<PaneKind>,
+    pub connections: ConnectionsPane,
+    pub events: EventsPane,
+    pub inspector: InspectorPane,
+    pub inject: InjectPane,
+}
+
+impl Default for SessionLayout {
+    fn default() -> Self {
+        SessionLayout {
+            version: LAYOUT_VERSION,
+            listen: crate::protocol::DEFAULT_LISTEN.to_owned(),
+            mode: Mode::Echo,
+            theme: Theme::Dark,
+            zoom: 1.0,
+            tree: tiles::default_tree(),
+            connections: ConnectionsPane::default(),
+            events: EventsPane::default(),
+            inspector: InspectorPane::default(),
+            inject: InjectPane::default(),
+        }
+    }
+}
+
+/// Version 0: the first, flat layout format (no `version` field, one
+/// filter, a dark-mode flag). Kept to migrate old files.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+struct LayoutV0 {
+    listen: Option<String>,
+    mode: Option<Mode>,
+    filter: String,
+    dark_mode: Option<bool>,
+    favourites: Vec<String>,
+}
+
+fn migrate_v0(old: LayoutV0) -> SessionLayout {
+    let mut layout = SessionLayout::default();
+    if let Some(listen) = old.listen {
+        layout.listen = listen;
+    }
+    layout.mode = old.mode.unwrap_or_default();
+    layout.connections.filter = old.filter;
+    layout.theme = match old.dark_mode {
+        Some(false) => Theme::Light,
+        _ => Theme::Dark,
+    };
+    layout.inject.favourites = old
+        .favourites
+        .into_iter()
+        .map(|text| crate::ui::inject::SavedMessage {
+            text,
+            format: crate::payload::InputFormat::Escaped,
+            ending: crate::payload::LineEnding::None,
+        })
+        .collect();
+    layout
+}
+
+#[derive(Deserialize)]
+struct VersionProbe {
+    #[serde(default)]
+    version: u32,
+}
+
+/// Why a layout could not be read or written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LayoutError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+impl fmt::Display for LayoutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path.display(), self.message)
+    }
+}
+
+impl std::error::Error for LayoutError {}
+
+fn ron_message(e: &ron::error::SpannedError) -> String {
+    format!(
+        "line {}, column {}: {}",
+        e.span.start.line, e.span.start.col, e.code
+    )
+}
+
+/// Parse layout text of any known version into the current version.
+pub fn parse(text: &str) -> Result<SessionLayout, String> {
+    let probe: VersionProbe = ron::from_str(text).map_err(|e| {
+        format!(
+            "{} (this is not a muxscope layout, or it is cut short)",
+            ron_message(&e)
+        )
+    })?;
+    let mut layout = match probe.version {
+        0 => migrate_v0(ron::from_str::<LayoutV0>(text).map_err(|e| ron_message(&e))?),
+        LAYOUT_VERSION => ron::from_str::<SessionLayout>(text).map_err(|e| ron_message(&e))?,
+        newer => {
+            return Err(format!(
+                "written by a newer muxscope (layout version {newer}; this one reads up to \
+                 {LAYOUT_VERSION}). Update muxscope to open it; the file was left as it is."
+            ));
+        }
+    };
+    layout.version = LAYOUT_VERSION;
+    layout.zoom = layout.zoom.clamp(0.5, 3.0);
+    Ok(layout)
+}
+
+pub fn to_ron(layout: &SessionLayout) -> String {
+    let config = ron::ser::PrettyConfig::new().struct_names(false);
+    ron::ser::to_string_pretty(layout, config).expect("layouts contain only serializable data")
+}
+
+pub fn load(path: &Path) -> Result<SessionLayout, LayoutError> {
+    let error = |message: String| LayoutError {
+        path: path.to_owned(),
+        message,
+    };
+    let bytes = std::fs::read(path).map_err(|e| error(format!("cannot read: {e}")))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        error(format!(
+            "not a text file (invalid UTF-8 at byte {}), so not a muxscope layout",
+            e.utf8_error().valid_up_to()
+        ))
+    })?;
+    parse(&text).map_err(error)
+}
+
+/// Write atomically (temp file, then rename), so a crash mid-write never
+/// leaves a truncated layout behind.
+pub fn save(path: &Path, layout: &SessionLayout) -> Result<(), LayoutError> {
+    let error = |message: String| LayoutError {
+        path: path.to_owned(),
+        message,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| error(format!("cannot create folder: {e}")))?;
+    }
+    let tmp = path.with_extension("ron.tmp");
+    std::fs::write(&tmp, to_ron(layout)).map_err(|e| error(format!("cannot write: {e}")))?;
+    std::fs::rename(&tmp, path).map_err(|e| error(format!("cannot replace: {e}")))
+}
+
+/// `name` → `name.muxscope.ron` unless it already ends so.
+pub fn with_suffix(path: PathBuf) -> PathBuf {
+    let name = path.to_string_lossy();
+    if name.ends_with(FILE_SUFFIX) {
+        path
+    } else if let Some(stem) = name.strip_suffix(".ron") {
+        PathBuf::from(format!("{stem}{FILE_SUFFIX}"))
+    } else {
+        PathBuf::from(format!("{name}{FILE_SUFFIX}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_a_full_layout() {
+        let mut layout = SessionLayout {
+            listen: "127.0.0.1:9000".into(),
+            mode: Mode::Manual,
+            theme: Theme::Light,
+            zoom: 1.25,
+            ..SessionLayout::default()
+        };
+        layout.connections.filter = "closed".into();
+        layout.connections.sort.ascending = false;
+        layout
+            .connections
+            .hidden_columns
+            .insert(crate::monitor::Column::Peer);
+        layout
+            .connections
+            .widths
+            .insert(crate::monitor::Column::Rx, 99.0);
+        layout.events.filter.hidden_kinds.insert("readiness".into());
+        layout
+            .inject
+            .favourites
+            .push(crate::ui::inject::SavedMessage {
+                text: r"PING\r\n".into(),
+                format: crate::payload::InputFormat::Escaped,
+                ending: crate::payload::LineEnding::None,
+            });
+        let text = to_ron(&layout);
+        let back = parse(&text).unwrap();
+        assert_eq!(back, layout);
+        assert_eq!(back.connections.widths[&crate::monitor::Column::Rx], 99.0);
+        assert!(text.contains("version: 1"), "{text}");
+    }
+
+    #[test]
+    fn future_versions_are_refused_with_a_reason() {
+        let err = parse("(version: 99)").unwrap_err();
+        assert!(err.contains("newer muxscope"), "{err}");
+    }
+
+    #[test]
+    fn errors_carry_line_and_column() {
+        let err = parse("(\n  version: 1,\n  zoom: \"big\",\n)").unwrap_err();
+        assert!(err.starts_with("line 3, column"), "{err}");
+        let err = parse("(version: 1, listen: \"127.0.0.1:1").unwrap_err();
+        assert!(err.contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn suffix_is_added_once() {
+        assert_eq!(with_suffix("a".into()), PathBuf::from("a.muxscope.ron"));
+        assert_eq!(with_suffix("a.ron".into()), PathBuf::from("a.muxscope.ron"));
+        assert_eq!(
+            with_suffix("a.muxscope.ron".into()),
+            PathBuf::from("a.muxscope.ron")
+        );
+    }
+}
