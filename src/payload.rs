@@ -40,7 +40,12 @@ pub enum LineEnding {
 }
 
 impl LineEnding {
-    pub const ALL: [LineEnding; 4] = [LineEnding::None, LineEnding::Lf, LineEnding::Cr, LineEnding::CrLf];
+    pub const ALL: [LineEnding; 4] = [
+        LineEnding::None,
+        LineEnding::Lf,
+        LineEnding::Cr,
+        LineEnding::CrLf,
+    ];
 
     pub fn label(self) -> &'static str {
         match self {
@@ -75,7 +80,11 @@ impl fmt::Display for PayloadError {
 }
 
 /// Parse `input` in `format` and append `ending`.
-pub fn parse(input: &str, format: InputFormat, ending: LineEnding) -> Result<Vec<u8>, PayloadError> {
+pub fn parse(
+    input: &str,
+    format: InputFormat,
+    ending: LineEnding,
+) -> Result<Vec<u8>, PayloadError> {
     let mut bytes = match format {
         InputFormat::Text => input.as_bytes().to_vec(),
         InputFormat::Escaped => parse_escaped(input)?,
@@ -250,10 +259,22 @@ mod tests {
 
     #[test]
     fn text_and_line_endings() {
-        assert_eq!(parse("hi", InputFormat::Text, LineEnding::CrLf).unwrap(), b"hi\r\n");
-        assert_eq!(parse("hi", InputFormat::Text, LineEnding::Lf).unwrap(), b"hi\n");
-        assert_eq!(parse("hi", InputFormat::Text, LineEnding::Cr).unwrap(), b"hi\r");
-        assert_eq!(parse("\\n", InputFormat::Text, LineEnding::None).unwrap(), b"\\n");
+        assert_eq!(
+            parse("hi", InputFormat::Text, LineEnding::CrLf).unwrap(),
+            b"hi\r\n"
+        );
+        assert_eq!(
+            parse("hi", InputFormat::Text, LineEnding::Lf).unwrap(),
+            b"hi\n"
+        );
+        assert_eq!(
+            parse("hi", InputFormat::Text, LineEnding::Cr).unwrap(),
+            b"hi\r"
+        );
+        assert_eq!(
+            parse("\\n", InputFormat::Text, LineEnding::None).unwrap(),
+            b"\\n"
+        );
     }
 
     #[test]
@@ -280,13 +301,19 @@ mod tests {
         let err = parse_hex("48 6").unwrap_err();
         assert_eq!(err.at, 3);
         let err = parse_hex("48 zz").unwrap_err();
-        assert_eq!((err.at, err.message.as_str()), (3, "'z' is not a hex digit"));
+        assert_eq!(
+            (err.at, err.message.as_str()),
+            (3, "'z' is not a hex digit")
+        );
         assert!(parse_hex("4 8").is_err(), "single digits are not bytes");
     }
 
     #[test]
     fn rendering_is_unambiguous() {
-        assert_eq!(to_escaped_text(b"a\r\nb\x00\xff\\"), "a\\r\\n\nb\\x00\\xff\\\\");
+        assert_eq!(
+            to_escaped_text(b"a\r\nb\x00\xff\\"),
+            "a\\r\\n\nb\\x00\\xff\\\\"
+        );
         // Escaped rendering round-trips through the escape parser.
         let bytes = b"x\r\ny\t\x01\x7f\\".to_vec();
         let text = to_escaped_text(&bytes).replace('\n', "");
@@ -298,7 +325,9 @@ mod tests {
         let d = hex_dump(b"Hello, world!\n\x00\x01\x02");
         let lines: Vec<&str> = d.lines().collect();
         assert_eq!(lines.len(), 2);
-        assert!(lines[0].starts_with("00000000  48 65 6c 6c 6f 2c 20 77  6f 72 6c 64 21 0a 00 01  Hello, world!..."));
+        assert!(lines[0].starts_with(
+            "00000000  48 65 6c 6c 6f 2c 20 77  6f 72 6c 64 21 0a 00 01  Hello, world!..."
+        ));
         assert!(lines[1].starts_with("00000010  02 "));
         assert!(lines[1].ends_with(" ."));
     }

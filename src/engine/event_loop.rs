@@ -11,10 +11,10 @@
 //!   an idle client produces no events;
 //! - every event may be spurious, so handlers tolerate `WouldBlock`.
 
+use super::EngineConfig;
 use super::connection::Connection;
 use super::listener::{self, ACCEPT_BACKOFF_MAX, ACCEPT_BACKOFF_MIN};
 use super::publish::Publisher;
-use super::EngineConfig;
 use crate::protocol::*;
 use crossbeam_channel::Receiver;
 use mio::net::TcpListener;
@@ -23,8 +23,8 @@ use slab::Slab;
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub const LISTENER: Token = Token(0);
@@ -379,7 +379,9 @@ impl EventLoop {
     fn accept_all(&mut self) {
         let was_paused = self.accept_backoff > ACCEPT_BACKOFF_MIN;
         loop {
-            let Some(listener) = &self.listener else { return };
+            let Some(listener) = &self.listener else {
+                return;
+            };
             match listener.accept() {
                 Ok((stream, peer)) => {
                     if was_paused {
@@ -615,8 +617,11 @@ impl EventLoop {
                 match conn.stream.write(&self.read_buf[written..n]) {
                     Ok(0) => break,
                     Ok(w) => {
-                        conn.transcript
-                            .record(now, Direction::Tx, &self.read_buf[written..written + w]);
+                        conn.transcript.record(
+                            now,
+                            Direction::Tx,
+                            &self.read_buf[written..written + w],
+                        );
                         written += w;
                         conn.tx_bytes += w as u64;
                         self.tx_total += w as u64;
@@ -752,7 +757,10 @@ impl EventLoop {
     fn resolve(&self, targets: &Targets) -> Vec<usize> {
         match targets {
             Targets::All => self.conns.iter().map(|(k, _)| k).collect(),
-            Targets::Conns(ids) => ids.iter().filter_map(|id| self.ids.get(id).copied()).collect(),
+            Targets::Conns(ids) => ids
+                .iter()
+                .filter_map(|id| self.ids.get(id).copied())
+                .collect(),
         }
     }
 

@@ -23,7 +23,9 @@ pub fn bind(addr: &str) -> Result<TcpListener, String> {
             format!("'{addr}' is not a listen address ({e}); use HOST:PORT, e.g. 127.0.0.1:8800")
         })?
         .next()
-        .ok_or_else(|| format!("'{addr}' resolves to no address; use HOST:PORT, e.g. 127.0.0.1:8800"))?;
+        .ok_or_else(|| {
+            format!("'{addr}' resolves to no address; use HOST:PORT, e.g. 127.0.0.1:8800")
+        })?;
     bind_addr(resolved).map_err(|e| describe_bind_error(&resolved, &e))
 }
 

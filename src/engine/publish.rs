@@ -93,7 +93,8 @@ impl Publisher {
 
     /// When the loop must wake up next for the publisher's sake.
     pub fn deadline(&self, dirty: bool) -> Option<Instant> {
-        let flush = (dirty || !self.pending.is_empty()).then(|| self.last_flush + self.flush_interval);
+        let flush =
+            (dirty || !self.pending.is_empty()).then(|| self.last_flush + self.flush_interval);
         let notify = self.notify_owed.then(|| self.last_notify + NOTIFY_INTERVAL);
         match (flush, notify) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -189,6 +190,9 @@ mod tests {
         assert!(p.flush(now, vec![]));
         let second = rx.try_recv().unwrap();
         assert_eq!(second.events, vec![ev(4)]);
-        assert_eq!(second.dropped_events, 2, "the drop count reaches the consumer");
+        assert_eq!(
+            second.dropped_events, 2,
+            "the drop count reaches the consumer"
+        );
     }
 }

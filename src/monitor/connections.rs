@@ -194,14 +194,12 @@ pub fn matches_filter(c: &ConnCounters, needle: &str) -> bool {
         return true;
     }
     let id = c.id.0.to_string();
-    needle
-        .split_whitespace()
-        .all(|word| {
-            let word_id = word.strip_prefix('#').unwrap_or(word);
-            id == word_id
-                || c.peer.to_string().contains(word)
-                || state_label(c).to_lowercase().contains(word)
-        })
+    needle.split_whitespace().all(|word| {
+        let word_id = word.strip_prefix('#').unwrap_or(word);
+        id == word_id
+            || c.peer.to_string().contains(word)
+            || state_label(c).to_lowercase().contains(word)
+    })
 }
 
 fn compare(a: &ConnCounters, b: &ConnCounters, column: Column) -> Ordering {
@@ -256,7 +254,10 @@ pub(crate) mod tests {
         assert_eq!(t.view(by_rx, ""), [ConnId(1), ConnId(3), ConnId(2)]);
         assert_eq!(t.view(by_rx, "500"), [ConnId(1), ConnId(2)]);
         assert_eq!(t.view(by_rx, "#3"), [ConnId(3)]);
-        assert_eq!(t.view(Sort::default(), ""), [ConnId(1), ConnId(2), ConnId(3)]);
+        assert_eq!(
+            t.view(Sort::default(), ""),
+            [ConnId(1), ConnId(2), ConnId(3)]
+        );
         // An update re-sorts.
         t.upsert(row(2, 5002, 1000));
         assert_eq!(t.view(by_rx, ""), [ConnId(2), ConnId(1), ConnId(3)]);

@@ -119,7 +119,12 @@ impl EventLog {
             cache.seqs.pop_front();
         }
         let from = cache.scanned_to.max(self.first_seq);
-        for (i, e) in self.ring.iter().enumerate().skip((from - self.first_seq) as usize) {
+        for (i, e) in self
+            .ring
+            .iter()
+            .enumerate()
+            .skip((from - self.first_seq) as usize)
+        {
             if filter.matches(e) {
                 cache.seqs.push_back(self.first_seq + i as u64);
             }
@@ -140,7 +145,9 @@ impl EventLog {
     /// Copy of the current view, for a paused log that must not shift.
     pub fn snapshot(&mut self, filter: &EventFilter) -> Vec<Event> {
         let n = self.refresh(filter);
-        (0..n).filter_map(|i| self.nth(filter, i).cloned()).collect()
+        (0..n)
+            .filter_map(|i| self.nth(filter, i).cloned())
+            .collect()
     }
 }
 
