@@ -2,7 +2,7 @@
 //! a double-click starts it (no arguments, maybe no terminal, any working
 //! directory) or with a layout file to open.
 
-use crate::backend::LocalBackend;
+use crate::backend::{Backend, LocalBackend, RemoteBackend};
 use crate::cli::Cli;
 use crate::layout::{self, SessionLayout};
 use crate::paths;
@@ -10,7 +10,7 @@ use crate::ui::MuxscopeApp;
 use crate::ui::app::AppFiles;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 pub const APP_NAME: &str = "muxscope";
 
@@ -23,6 +23,23 @@ static LAST_PANIC: Mutex<Option<String>> = Mutex::new(None);
 pub fn remember_for_crash(layout: &SessionLayout) {
     if let Ok(mut slot) = CRASH_SNAPSHOT.lock() {
         *slot = Some((paths::autosave_path(), layout::to_ron(layout)));
+    }
+}
+
+/// The window's context, so Ctrl-C / SIGTERM can close it the normal way
+/// (which saves the session) instead of killing it.
+static WINDOW: OnceLock<egui::Context> = OnceLock::new();
+
+fn close_window_on_termination() {
+    let result = ctrlc::set_handler(|| match WINDOW.get() {
+        Some(ctx) => {
+            log::info!("termination signal: closing the window");
+            ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+        }
+        None => std::process::exit(130),
+    });
+    if let Err(e) = result {
+        log::warn!("cannot handle Ctrl-C/SIGTERM; the session is saved only on a normal close: {e}");
     }
 }
 
@@ -122,8 +139,17 @@ fn app_from_startup(
     config.mode = start.layout.mode;
     let waker = ctx.clone();
     config.notify = Some(Arc::new(move || waker.request_repaint()));
-    let backend = LocalBackend::spawn(config)?;
-    let mut app = MuxscopeApp::new(Box::new(backend), &start.layout.listen).with_files(files);
+    let backend: Box<dyn Backend> = match &cli.attach {
+        // `--attach URL`: a headless muxscope's engine instead of our own.
+        Some(url) => {
+            let waker = ctx.clone();
+            Box::new(RemoteBackend::connect(url.clone(), move || {
+                waker.request_repaint()
+            }))
+        }
+        None => Box::new(LocalBackend::spawn(config)?),
+    };
+    let mut app = MuxscopeApp::new(backend, &start.layout.listen).with_files(files);
     app.apply_layout(start.layout, false);
     app.layout_path = start.layout_path;
     for p in start.problems {
@@ -154,6 +180,7 @@ pub fn native_options() -> eframe::NativeOptions {
 pub fn run(cli: Cli) -> ExitCode {
     let log = crate::logging::init();
     install_panic_hook();
+    close_window_on_termination();
     let autosave = paths::autosave_path();
     let files = AppFiles {
         autosave: Some(autosave.clone()),
@@ -168,6 +195,7 @@ pub fn run(cli: Cli) -> ExitCode {
         APP_NAME,
         native_options(),
         Box::new(move |cc| {
+            let _ = WINDOW.set(cc.egui_ctx.clone());
             Ok(Box::new(app_from_startup(
                 &cc.egui_ctx,
                 &cli,

@@ -471,7 +471,13 @@ impl eframe::App for MuxscopeApp {
         self.draw(ui);
     }
 
+    /// eframe calls this periodically (and on exit when it has storage).
     fn save(&mut self, _storage: &mut dyn eframe::Storage) {
+        self.autosave();
+    }
+
+    fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
+        log::info!("window closing: saving the session");
         self.autosave();
     }
 }

@@ -41,10 +41,11 @@ impl Default for ConnectionsPane {
 
 fn default_width(col: Column) -> f32 {
     match col {
-        Column::Id => 48.0,
-        Column::Peer => 128.0,
-        Column::State => 128.0,
-        Column::Msgs => 40.0,
+        Column::Id => 44.0,
+        Column::Peer => 122.0,
+        Column::State => 112.0,
+        Column::Age | Column::Queued => 56.0,
+        Column::Msgs => 38.0,
         Column::LastActivity => 90.0,
         _ => 64.0,
     }

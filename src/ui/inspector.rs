@@ -180,8 +180,8 @@ impl InspectorPane {
             ui.label("Transcript");
             ui.selectable_value(&mut self.view, TranscriptView::Text, "Text");
             ui.selectable_value(&mut self.view, TranscriptView::Hex, "Hex");
-            ui.label(RichText::new("← received").color(super::rx_color(ui)));
-            ui.label(RichText::new("→ sent").color(super::tx_color(ui)));
+            ui.label(RichText::new("← received").monospace().color(super::rx_color(ui)));
+            ui.label(RichText::new("→ sent").monospace().color(super::tx_color(ui)));
             if detail.transcript_dropped_rx + detail.transcript_dropped_tx > 0 {
                 ui.label(
                     RichText::new(format!(
@@ -232,7 +232,7 @@ fn transcript_job(ui: &Ui, detail: &ConnDetail, view: TranscriptView) -> LayoutJ
             }
             TranscriptView::Hex => payload::hex_dump(&chunk.bytes),
         };
-        job.append(&body, 12.0, TextFormat::simple(mono.clone(), color));
+        job.append(&body, 0.0, TextFormat::simple(mono.clone(), color));
     }
     if detail.transcript.is_empty() {
         job.append("(no bytes yet)", 0.0, TextFormat::simple(mono, weak));

@@ -1,0 +1,153 @@
+//! Saving a layout through the File menu and opening it again, driven
+//! through the accessibility tree like a user would.
+
+use clap::Parser;
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable as _;
+use muxscope::cli::Cli;
+use muxscope::layout::{self, Theme};
+use muxscope::monitor::Column;
+use muxscope::protocol::Mode;
+use muxscope::ui::MuxscopeApp;
+use muxscope::ui::app::AppFiles;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("muxscope-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn app_with_layouts_dir(dir: PathBuf) -> Harness<'static, MuxscopeApp> {
+    let cli = Cli::parse_from(["muxscope", "--listen", "127.0.0.1:0"]);
+    let files = AppFiles {
+        layouts_dir: Some(dir.clone()),
+        recent_list: Some(dir.join("recent.ron")),
+        ..AppFiles::default()
+    };
+    Harness::builder()
+        .with_size(egui::vec2(1400.0, 900.0))
+        .build_eframe(move |cc| {
+            muxscope::desktop::local_app(&cc.egui_ctx, &cli)
+                .expect("engine starts")
+                .with_files(files)
+        })
+}
+
+/// Step until `check` holds, failing after a bounded wait.
+fn step_until(h: &mut Harness<'static, MuxscopeApp>, what: &str, check: impl Fn(&MuxscopeApp) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !check(h.state()) {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        h.step();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn save_through_the_menu_then_reopen() {
+    let dir = temp_dir("layout-ui");
+    let mut h = app_with_layouts_dir(dir.clone());
+    step_until(&mut h, "engine stats", |a| a.monitor.stats.is_some());
+
+    // Arrange something worth saving: a filter typed by hand, a hidden
+    // column, light theme, manual mode.
+    h.get_by_label("Filter").click();
+    h.run_steps(2);
+    h.get_by_label("Filter").type_text("closed");
+    h.run_steps(2);
+    {
+        let app = h.state_mut();
+        app.panes.connections.hidden_columns.insert(Column::Peer);
+        app.theme = Theme::Light;
+    }
+    h.get_by_label("manual").click();
+    step_until(&mut h, "manual mode", |a| {
+        a.monitor.stats.as_ref().is_some_and(|s| s.mode == Mode::Manual)
+    });
+
+    h.get_by_label("File").click();
+    h.run_steps(2);
+    h.get_by_label("Save layout as…").click();
+    h.run_steps(2);
+    h.get_by_label("Save").click();
+    h.run_steps(2);
+
+    let saved = dir.join("session.muxscope.ron");
+    let on_disk = layout::load(&saved).expect("the menu wrote a readable layout");
+    assert_eq!(on_disk.connections.filter, "closed");
+    assert!(on_disk.connections.hidden_columns.contains(&Column::Peer));
+    assert_eq!(on_disk.theme, Theme::Light);
+    assert_eq!(on_disk.mode, Mode::Manual);
+    assert_eq!(h.state().layout_path.as_deref(), Some(saved.as_path()));
+
+    // Change everything back, then reopen through the menu.
+    {
+        let app = h.state_mut();
+        app.panes.connections.filter.clear();
+        app.panes.connections.hidden_columns.clear();
+        app.theme = Theme::Dark;
+    }
+    h.get_by_label("echo").click();
+    step_until(&mut h, "echo mode", |a| {
+        a.monitor.stats.as_ref().is_some_and(|s| s.mode == Mode::Echo)
+    });
+
+    h.get_by_label("File").click();
+    h.run_steps(2);
+    h.get_by_label("Open layout…").click();
+    h.run_steps(2);
+    h.get_by_label("session.muxscope.ron").click();
+    h.run_steps(2);
+    h.get_by_label("Open").click();
+    h.run_steps(2);
+
+    let app = h.state();
+    assert_eq!(app.panes.connections.filter, "closed");
+    assert!(app.panes.connections.hidden_columns.contains(&Column::Peer));
+    assert_eq!(app.theme, Theme::Light);
+    step_until(&mut h, "the layout's manual mode to reach the engine", |a| {
+        a.monitor.stats.as_ref().is_some_and(|s| s.mode == Mode::Manual)
+    });
+    // The recent list remembers it.
+    assert_eq!(
+        h.state().recent.first().map(|p| p.file_name().unwrap().to_owned()),
+        Some("session.muxscope.ron".into())
+    );
+}
+
+#[test]
+fn opening_a_broken_layout_shows_why_and_changes_nothing() {
+    let dir = temp_dir("layout-ui-bad");
+    let bad = dir.join("broken.muxscope.ron");
+    let contents = b"(\n  version: 1,\n  zoom: \"huge\",\n)";
+    std::fs::write(&bad, contents).unwrap();
+    let mut h = app_with_layouts_dir(dir);
+    step_until(&mut h, "engine stats", |a| a.monitor.stats.is_some());
+    let before = h.state().layout();
+
+    h.get_by_label("File").click();
+    h.run_steps(2);
+    h.get_by_label("Open layout…").click();
+    h.run_steps(2);
+    h.get_by_label("broken.muxscope.ron").click();
+    h.run_steps(2);
+    h.get_by_label("Open").click();
+    h.run_steps(2);
+
+    let notice = h
+        .state()
+        .notices
+        .last()
+        .expect("the failure is shown")
+        .clone();
+    assert!(notice.is_error);
+    assert!(notice.text.contains("broken.muxscope.ron"), "{}", notice.text);
+    assert!(notice.text.contains("line 3"), "{}", notice.text);
+    // The message is on screen, not only in the model.
+    assert!(h.query_by_label_contains("line 3").is_some());
+    assert_eq!(h.state().layout(), before);
+    assert_eq!(std::fs::read(&bad).unwrap(), contents);
+}
