@@ -91,11 +91,24 @@ pub struct ConnectionTable {
     order_stale: bool,
     /// Sort and filter the current `order` was built with.
     built_for: Option<(Sort, String)>,
+    /// That filter, trimmed and lowercased as `matches_filter` wants it.
+    built_needle: String,
 }
 
 impl ConnectionTable {
     pub fn upsert(&mut self, counters: ConnCounters) {
         let closed = matches!(counters.state, ConnState::Closed(_));
+        // Most updates change counters that neither the sort column nor the
+        // filter looks at; those leave the built order valid, so a busy
+        // table is not re-sorted every frame.
+        let reorders = match (self.rows.get(&counters.id), &self.built_for) {
+            (Some(old), Some((sort, _))) => {
+                compare(old, &counters, sort.column) != Ordering::Equal
+                    || matches_filter(old, &self.built_needle)
+                        != matches_filter(&counters, &self.built_needle)
+            }
+            _ => true,
+        };
         match self.rows.insert(counters.id, counters) {
             None => {
                 self.closed += closed as usize;
@@ -106,7 +119,7 @@ impl ConnectionTable {
                 self.closed -= was_closed as usize;
             }
         }
-        self.order_stale = true;
+        self.order_stale |= reorders;
     }
 
     pub fn get(&self, id: ConnId) -> Option<&ConnCounters> {
@@ -169,20 +182,22 @@ impl ConnectionTable {
         let wanted = (sort, filter.to_owned());
         if self.order_stale || self.built_for.as_ref() != Some(&wanted) {
             let needle = filter.trim().to_lowercase();
-            self.order.clear();
-            self.order.extend(
-                self.rows
-                    .values()
-                    .filter(|c| matches_filter(c, &needle))
-                    .map(|c| c.id),
-            );
-            let rows = &self.rows;
-            self.order.sort_unstable_by(|a, b| {
-                let ord = compare(&rows[a], &rows[b], sort.column).then(a.cmp(b));
+            // Sort the rows themselves rather than ids: a comparator that
+            // looks ids up in the map costs two hashes per comparison.
+            let mut rows: Vec<&ConnCounters> = self
+                .rows
+                .values()
+                .filter(|c| matches_filter(c, &needle))
+                .collect();
+            rows.sort_unstable_by(|a, b| {
+                let ord = compare(a, b, sort.column).then(a.id.cmp(&b.id));
                 if sort.ascending { ord } else { ord.reverse() }
             });
+            self.order.clear();
+            self.order.extend(rows.iter().map(|c| c.id));
             self.order_stale = false;
             self.built_for = Some(wanted);
+            self.built_needle = needle;
         }
         &self.order
     }
@@ -261,6 +276,36 @@ pub(crate) mod tests {
         // An update re-sorts.
         t.upsert(row(2, 5002, 1000));
         assert_eq!(t.view(by_rx, ""), [ConnId(2), ConnId(1), ConnId(3)]);
+    }
+
+    #[test]
+    fn updates_resort_only_when_sort_key_or_filter_match_changes() {
+        let mut t = ConnectionTable::default();
+        t.upsert(row(1, 5001, 300));
+        t.upsert(row(2, 5002, 100));
+        let by_rx = Sort {
+            column: Column::Rx,
+            ascending: false,
+        };
+        assert_eq!(t.view(Sort::default(), ""), [ConnId(1), ConnId(2)]);
+        // Not the sort key: the order stays built.
+        t.upsert(row(2, 5002, 1000));
+        assert!(!t.order_stale);
+        assert_eq!(t.view(by_rx, ""), [ConnId(2), ConnId(1)]);
+        // The sort key: rebuilt.
+        t.upsert(row(1, 5001, 5000));
+        assert!(t.order_stale);
+        assert_eq!(t.view(by_rx, ""), [ConnId(1), ConnId(2)]);
+        // Leaving the filtered set: rebuilt, even though the sort key (id)
+        // did not change.
+        assert_eq!(t.view(Sort::default(), "open"), [ConnId(1), ConnId(2)]);
+        let mut closed = row(2, 5002, 1000);
+        closed.state = ConnState::Closed(CloseReason::PeerClosed);
+        t.upsert(closed);
+        assert_eq!(t.view(Sort::default(), "open"), [ConnId(1)]);
+        // A new row: rebuilt.
+        t.upsert(row(3, 5003, 0));
+        assert_eq!(t.view(Sort::default(), "open"), [ConnId(1), ConnId(3)]);
     }
 
     #[test]

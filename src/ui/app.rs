@@ -261,8 +261,10 @@ impl MuxscopeApp {
                     .on_hover_text("Default panes and settings")
                     .clicked()
                 {
-                    let mut fresh = SessionLayout::default();
-                    fresh.listen = self.layout().listen;
+                    let fresh = SessionLayout {
+                        listen: self.layout().listen,
+                        ..SessionLayout::default()
+                    };
                     self.apply_layout(fresh, false);
                     self.layout_path = None;
                     ui.close();
@@ -463,8 +465,11 @@ impl eframe::App for MuxscopeApp {
         if self.pump() {
             ctx.request_repaint();
         }
-        // Ages and "last activity" tick even when nothing arrives.
-        ctx.request_repaint_after(Duration::from_secs(1));
+        // Ages and "last activity" tick even when nothing arrives; with no
+        // clients there is nothing to tick, and an idle window sleeps.
+        if self.monitor.connections.open_count() > 0 {
+            ctx.request_repaint_after(Duration::from_secs(1));
+        }
     }
 
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {

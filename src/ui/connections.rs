@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 const ROW_HEIGHT: f32 = 20.0;
 
 /// What the user arranged in this pane; saved in session layouts.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ConnectionsPane {
     pub sort: Sort,
@@ -25,18 +25,6 @@ pub struct ConnectionsPane {
     /// Bumped when widths come from a layout so the table forgets its own.
     #[serde(skip)]
     pub table_generation: u32,
-}
-
-impl Default for ConnectionsPane {
-    fn default() -> Self {
-        ConnectionsPane {
-            sort: Sort::default(),
-            filter: String::new(),
-            hidden_columns: BTreeSet::new(),
-            widths: BTreeMap::new(),
-            table_generation: 0,
-        }
-    }
 }
 
 fn default_width(col: Column) -> f32 {

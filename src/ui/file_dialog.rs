@@ -43,7 +43,7 @@ pub fn list_layouts(dir: &Path) -> Vec<PathBuf> {
             (modified, e.path())
         })
         .collect();
-    files.sort_by(|a, b| b.0.cmp(&a.0));
+    files.sort_by_key(|f| std::cmp::Reverse(f.0));
     files.into_iter().map(|(_, p)| p).collect()
 }
 

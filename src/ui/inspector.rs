@@ -180,8 +180,16 @@ impl InspectorPane {
             ui.label("Transcript");
             ui.selectable_value(&mut self.view, TranscriptView::Text, "Text");
             ui.selectable_value(&mut self.view, TranscriptView::Hex, "Hex");
-            ui.label(RichText::new("← received").monospace().color(super::rx_color(ui)));
-            ui.label(RichText::new("→ sent").monospace().color(super::tx_color(ui)));
+            ui.label(
+                RichText::new("← received")
+                    .monospace()
+                    .color(super::rx_color(ui)),
+            );
+            ui.label(
+                RichText::new("→ sent")
+                    .monospace()
+                    .color(super::tx_color(ui)),
+            );
             if detail.transcript_dropped_rx + detail.transcript_dropped_tx > 0 {
                 ui.label(
                     RichText::new(format!(

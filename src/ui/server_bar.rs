@@ -54,7 +54,7 @@ impl ServerBar {
             match &listen {
                 Some(ListenState::Listening(addr)) => {
                     ui.label(
-                        RichText::new(format!("● listening on {addr}")).color(super::tx_color(ui)),
+                        RichText::new(format!("⏺ listening on {addr}")).color(super::tx_color(ui)),
                     );
                 }
                 Some(ListenState::Stopped) => {

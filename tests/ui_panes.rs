@@ -1,0 +1,596 @@
+//! The desktop panes driven through egui_kittest, against a real in-process
+//! engine on 127.0.0.1:0 and real TCP clients.
+//!
+//! Every test builds the app exactly as the window does
+//! (`desktop::local_app`), acts on it only through the accessibility tree
+//! (clicks, typing), and checks what the engine and the clients actually did.
+//! Frames only fold engine batches in `logic`, so waits step the harness
+//! until a condition holds, bounded by [`TIMEOUT`].
+
+use clap::Parser;
+use egui::accesskit::Role;
+use egui::{Modifiers, PointerButton, Pos2, Rect, pos2};
+use egui_kittest::Harness;
+use egui_kittest::kittest::{AccessKitNode, NodeT as _, Queryable as _};
+use muxscope::cli::Cli;
+use muxscope::protocol::{ConnCounters, ConnId, ConnState, ListenState, Mode};
+use muxscope::ui::MuxscopeApp;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+type App = Harness<'static, MuxscopeApp>;
+
+/// The longest a single wait may take before the test fails.
+const TIMEOUT: Duration = Duration::from_secs(5);
+/// How long "nothing arrives" is watched for.
+const SILENCE: Duration = Duration::from_millis(300);
+
+// ---- the app --------------------------------------------------------------
+
+/// The app on an in-process engine listening on a free loopback port, and
+/// that port.
+fn start() -> (App, SocketAddr) {
+    let cli = Cli::parse_from(["muxscope", "--listen", "127.0.0.1:0"]);
+    let mut h = Harness::builder()
+        .with_size(egui::vec2(1400.0, 900.0))
+        .build_eframe(move |cc| {
+            muxscope::desktop::local_app(&cc.egui_ctx, &cli).expect("engine starts")
+        });
+    let addr = wait_for(
+        &mut h,
+        "the engine to report its listening address",
+        |h| match h.state().monitor.stats.as_ref()?.listen {
+            ListenState::Listening(addr) => Some(addr),
+            _ => None,
+        },
+    );
+    (h, addr)
+}
+
+/// Step frames until `check` returns something, or fail after [`TIMEOUT`]
+/// naming what was awaited and what the app knew by then.
+#[track_caller]
+fn wait_for<T>(h: &mut App, what: &str, mut check: impl FnMut(&App) -> Option<T>) -> T {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        h.step();
+        if let Some(v) = check(h) {
+            return v;
+        }
+        if Instant::now() >= deadline {
+            let app = h.state();
+            let mut rows: Vec<String> = app
+                .monitor
+                .connections
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{} {} rx={} tx={} {:?}",
+                        c.id, c.peer, c.rx_bytes, c.tx_bytes, c.state
+                    )
+                })
+                .collect();
+            rows.sort();
+            panic!(
+                "timed out after {TIMEOUT:?} waiting for {what}\n  listen: {:?}\n  mode: {:?}\n  \
+                 selection: {:?}\n  rows in the model: {rows:#?}\n  rows in the table: {:?}",
+                app.monitor.stats.as_ref().map(|s| &s.listen),
+                app.monitor.stats.as_ref().map(|s| s.mode),
+                app.selection,
+                table_ids(h),
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The model's row for the client whose local address is `peer`.
+fn row_of(h: &App, peer: SocketAddr) -> Option<&ConnCounters> {
+    h.state()
+        .monitor
+        .connections
+        .iter()
+        .find(|c| c.peer == peer)
+}
+
+/// Wait for the client's row to be drawn in the table; returns its id.
+#[track_caller]
+fn wait_row(h: &mut App, client: &TcpStream) -> ConnId {
+    let peer = client.local_addr().unwrap();
+    wait_for(h, &format!("a table row for the client at {peer}"), |h| {
+        let id = row_of(h, peer)?.id;
+        table_ids(h).contains(&id).then_some(id)
+    })
+}
+
+// ---- the accessibility tree ---------------------------------------------
+
+/// What a node says: a label's text is its value, other widgets' is their
+/// label.
+fn text_of(node: &AccessKitNode<'_>) -> Option<String> {
+    if node.role() == Role::Label {
+        node.value()
+    } else {
+        node.label()
+    }
+}
+
+fn rect_of(node: &AccessKitNode<'_>) -> Rect {
+    let r = node.bounding_box().expect("egui nodes have bounds");
+    Rect::from_min_max(
+        pos2(r.x0 as f32, r.y0 as f32),
+        pos2(r.x1 as f32, r.y1 as f32),
+    )
+}
+
+/// Every node whose text satisfies `f`, with its text and rect.
+fn nodes_where(h: &App, f: impl Fn(&str) -> bool) -> Vec<(String, Rect, Role)> {
+    h.root()
+        .children_recursive()
+        .map(|n| n.accesskit_node())
+        .filter_map(|n| {
+            let text = text_of(&n)?;
+            f(&text).then(|| (text, rect_of(&n), n.role()))
+        })
+        .collect()
+}
+
+/// The connections table's header cells, left to right: (title, rect).
+/// A sorted column's title carries an arrow (`rx ⏷`).
+fn table_headers(h: &App) -> Vec<(String, Rect)> {
+    let titles = muxscope::monitor::Column::ALL.map(|c| c.title());
+    let mut headers: Vec<(String, Rect)> = nodes_where(h, |t| {
+        titles.iter().any(|title| {
+            t == *title
+                || t.strip_prefix(title)
+                    .is_some_and(|rest| rest == " ⏶" || rest == " ⏷")
+        })
+    })
+    .into_iter()
+    .filter(|(_, _, role)| *role == Role::Button)
+    .map(|(t, r, _)| (t.trim_end_matches([' ', '⏶', '⏷']).to_owned(), r))
+    .collect();
+    headers.sort_by(|a, b| a.1.left().total_cmp(&b.1.left()));
+    headers
+}
+
+fn header_rect(h: &App, title: &str) -> Rect {
+    table_headers(h)
+        .into_iter()
+        .find(|(t, _)| t == title)
+        .unwrap_or_else(|| panic!("no '{title}' column header in the connections table"))
+        .1
+}
+
+/// Cells of the connections table that sit in column `title`: left-aligned
+/// with its header and below it.
+fn column_cells(h: &App, title: &str) -> Vec<(String, Rect)> {
+    let header = header_rect(h, title);
+    let mut cells: Vec<(String, Rect)> = nodes_where(h, |_| true)
+        .into_iter()
+        .filter(|(_, r, role)| {
+            *role == Role::Label
+                && (r.left() - header.left()).abs() < 2.0
+                && r.top() > header.bottom()
+        })
+        .map(|(t, r, _)| (t, r))
+        .collect();
+    cells.sort_by(|a, b| a.1.top().total_cmp(&b.1.top()));
+    cells
+}
+
+/// The ids the connections table draws, top to bottom.
+fn table_ids(h: &App) -> Vec<ConnId> {
+    if table_headers(h).is_empty() {
+        return Vec::new();
+    }
+    column_cells(h, "id")
+        .into_iter()
+        .filter_map(|(t, _)| t.strip_prefix('#')?.parse().ok().map(ConnId))
+        .collect()
+}
+
+/// The rect of `id`'s cell in the id column.
+fn id_cell(h: &App, id: ConnId) -> Rect {
+    column_cells(h, "id")
+        .into_iter()
+        .find(|(t, _)| *t == id.to_string())
+        .unwrap_or_else(|| panic!("{id} is not drawn in the connections table"))
+        .1
+}
+
+/// The text in row `id`, column `title`, if that row is drawn.
+fn try_cell(h: &App, id: ConnId, title: &str) -> Option<String> {
+    let row = column_cells(h, "id")
+        .into_iter()
+        .find(|(t, _)| *t == id.to_string())?
+        .1;
+    column_cells(h, title)
+        .into_iter()
+        .find(|(_, r)| (r.center().y - row.center().y).abs() < 3.0)
+        .map(|(t, _)| t)
+}
+
+#[track_caller]
+fn cell(h: &App, id: ConnId, title: &str) -> String {
+    try_cell(h, id, title).unwrap_or_else(|| panic!("no '{title}' cell in the row of {id}"))
+}
+
+/// Click row `id` in empty space beside its id text (a label under the
+/// pointer would take the click for text selection instead of the row).
+fn click_row(h: &mut App, id: ConnId) {
+    let r = id_cell(h, id);
+    click_at(h, pos2(r.right() + 8.0, r.center().y));
+    h.step();
+}
+
+fn click_at(h: &App, pos: Pos2) {
+    h.event(egui::Event::PointerMoved(pos));
+    for pressed in [true, false] {
+        h.event(egui::Event::PointerButton {
+            pos,
+            button: PointerButton::Primary,
+            pressed,
+            modifiers: Modifiers::default(),
+        });
+    }
+}
+
+/// Click the widget called `label`; when several are (the inspector's
+/// transcript has its own Text/Hex), the lowest on screen, which is the
+/// inject pane's.
+#[track_caller]
+fn click_lowest(h: &mut App, label: &str) {
+    {
+        let node = h
+            .query_all_by_label(label)
+            .max_by(|a, b| a.rect().center().y.total_cmp(&b.rect().center().y))
+            .unwrap_or_else(|| panic!("no widget labelled '{label}'"));
+        node.click();
+    }
+    h.step();
+}
+
+/// Click the only widget called `label`.
+#[track_caller]
+fn click(h: &mut App, label: &str) {
+    h.get_by_label(label).click();
+    h.step();
+}
+
+/// Focus the text box called `label` and type `text` into it.
+#[track_caller]
+fn type_into(h: &mut App, label: &str, text: &str) {
+    h.get_by_label(label).click();
+    h.step();
+    assert!(
+        h.get_by_label(label).is_focused(),
+        "'{label}' did not take focus when clicked"
+    );
+    h.get_by_label(label).type_text(text);
+    // One frame takes the text; the next draws what depends on it.
+    h.run_steps(2);
+}
+
+// ---- clients --------------------------------------------------------------
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect_timeout(&addr, TIMEOUT).expect("client connects");
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    s.set_write_timeout(Some(TIMEOUT)).unwrap();
+    s.set_nodelay(true).unwrap();
+    s
+}
+
+/// Read exactly `n` bytes, or fail after [`TIMEOUT`].
+#[track_caller]
+fn read_n(client: &mut TcpStream, n: usize) -> Vec<u8> {
+    client.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut buf = vec![0; n];
+    let mut got = 0;
+    while got < n {
+        match client.read(&mut buf[got..]) {
+            Ok(0) => panic!(
+                "EOF after {got} of {n} bytes: {:?}",
+                String::from_utf8_lossy(&buf[..got])
+            ),
+            Ok(k) => got += k,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => panic!("reading {n} bytes failed after {got}: {e}"),
+        }
+    }
+    buf
+}
+
+/// Keep the UI running for [`SILENCE`] and fail if the client receives
+/// anything (or the connection ends) meanwhile.
+#[track_caller]
+fn expect_silence(h: &mut App, client: &mut TcpStream, why: &str) {
+    client
+        .set_read_timeout(Some(Duration::from_millis(10)))
+        .unwrap();
+    let deadline = Instant::now() + SILENCE;
+    let mut buf = [0; 4096];
+    while Instant::now() < deadline {
+        h.step();
+        match client.read(&mut buf) {
+            Ok(0) => panic!("{why}: the client saw EOF"),
+            Ok(n) => panic!(
+                "{why}: the client received {:?}",
+                String::from_utf8_lossy(&buf[..n])
+            ),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) => {}
+            Err(e) => panic!("{why}: read failed: {e}"),
+        }
+    }
+    client.set_read_timeout(Some(TIMEOUT)).unwrap();
+}
+
+/// Send `bytes` and read them back (echo mode).
+#[track_caller]
+fn round_trip(client: &mut TcpStream, bytes: &[u8]) {
+    client.write_all(bytes).unwrap();
+    assert_eq!(
+        read_n(client, bytes.len()),
+        bytes,
+        "the echo differs from what was sent"
+    );
+}
+
+// ---- tests ------------------------------------------------------------------
+
+/// Each client's row shows the bytes it sent and got back, in the table and
+/// in the model, and every input widget is named.
+#[test]
+fn rows_show_byte_counts() {
+    let (mut h, addr) = start();
+    let mut a = connect(addr);
+    let mut b = connect(addr);
+    round_trip(&mut a, &[b'a'; 37]);
+    round_trip(&mut b, &[b'b'; 1000]);
+    let a_peer = a.local_addr().unwrap();
+    let b_peer = b.local_addr().unwrap();
+
+    let counted =
+        |h: &App, peer, n| row_of(h, peer).is_some_and(|c| c.rx_bytes == n && c.tx_bytes == n);
+    wait_for(&mut h, "rx == tx == 37 and 1000 in the model", |h| {
+        (counted(h, a_peer, 37) && counted(h, b_peer, 1000)).then_some(())
+    });
+    let ida = wait_row(&mut h, &a);
+    let idb = wait_row(&mut h, &b);
+    h.step();
+
+    assert_eq!(table_ids(&h), vec![ida, idb], "rows sorted by id");
+    for (id, peer, n) in [(ida, a_peer, "37 B"), (idb, b_peer, "1000 B")] {
+        assert_eq!(cell(&h, id, "rx"), n, "rx cell of {id}");
+        assert_eq!(cell(&h, id, "tx"), n, "tx cell of {id}");
+        assert_eq!(cell(&h, id, "peer"), peer.to_string(), "peer cell of {id}");
+        assert_eq!(cell(&h, id, "state"), "open", "state cell of {id}");
+        assert_eq!(cell(&h, id, "queued"), "0 B", "queued cell of {id}");
+    }
+    assert!(
+        h.query_by_label_contains("2 shown · 2 open").is_some(),
+        "the table's summary counts two open rows"
+    );
+    h.check_accessibility();
+}
+
+/// Clicking a row selects it and the inspector's kick buttons end that
+/// client: gracefully with EOF, or with a reset.
+#[test]
+fn select_row_and_kick() {
+    let (mut h, addr) = start();
+    let mut a = connect(addr);
+    let mut b = connect(addr);
+    round_trip(&mut a, b"hello");
+    let ida = wait_row(&mut h, &a);
+    let idb = wait_row(&mut h, &b);
+
+    click_row(&mut h, ida);
+    wait_for(&mut h, "the clicked row to be selected", |h| {
+        let s = &h.state().selection;
+        (s.primary == Some(ida) && s.conns.len() == 1).then_some(())
+    });
+    // The inspector follows the selection and fetches its transcript.
+    wait_for(&mut h, "the inspector's transcript", |h| {
+        h.query_by_label_contains("← 5 B").is_some().then_some(())
+    });
+    h.check_accessibility();
+
+    click(&mut h, "Kick (graceful)");
+    a.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut buf = [0; 64];
+    match a.read(&mut buf) {
+        Ok(0) => {}
+        other => panic!("a gracefully kicked client should see EOF, got {other:?}"),
+    }
+    wait_for(&mut h, "row A to show the graceful kick", |h| {
+        (try_cell(h, ida, "state")? == "closed: kicked (graceful)").then_some(())
+    });
+    assert!(matches!(
+        h.state().monitor.connections.get(ida).unwrap().state,
+        ConnState::Closed(_)
+    ));
+
+    click_row(&mut h, idb);
+    wait_for(&mut h, "row B to be selected", |h| {
+        (h.state().selection.primary == Some(idb)).then_some(())
+    });
+    click(&mut h, "Kick (reset)");
+    match b.read(&mut buf) {
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+        other => panic!("a client kicked with reset should see ConnectionReset, got {other:?}"),
+    }
+    wait_for(&mut h, "row B to show the reset", |h| {
+        (try_cell(h, idb, "state")? == "closed: kicked (reset)").then_some(())
+    });
+    assert_eq!(table_ids(&h), vec![ida, idb], "closed rows stay listed");
+}
+
+/// Hex typed into the inject box goes to every client, exactly.
+#[test]
+fn inject_hex_to_all_clients() {
+    let (mut h, addr) = start();
+    let mut a = connect(addr);
+    let mut b = connect(addr);
+    wait_row(&mut h, &a);
+    wait_row(&mut h, &b);
+
+    click_lowest(&mut h, "Hex");
+    type_into(&mut h, "Message", "48 65 6c");
+    assert!(
+        h.query_by_label("3 bytes").is_some(),
+        "the inject pane counts 3 bytes"
+    );
+    click(&mut h, "all clients");
+    click(&mut h, "Send");
+
+    for client in [&mut a, &mut b] {
+        assert_eq!(read_n(client, 3), b"Hel");
+        expect_silence(&mut h, client, "after the 3 injected bytes");
+    }
+    assert_eq!(
+        h.state().panes.inject.history.len(),
+        1,
+        "the message is in the history"
+    );
+}
+
+/// Escapes and a CRLF line ending are applied, and only the selected row
+/// receives the message.
+#[test]
+fn inject_escapes_with_crlf_to_selected_row() {
+    let (mut h, addr) = start();
+    let mut a = connect(addr);
+    let mut b = connect(addr);
+    let ida = wait_row(&mut h, &a);
+    wait_row(&mut h, &b);
+    click_row(&mut h, ida);
+    wait_for(&mut h, "row A to be selected", |h| {
+        (h.state().selection.primary == Some(ida)).then_some(())
+    });
+
+    click_lowest(&mut h, "Escapes");
+    click(&mut h, "CRLF");
+    type_into(&mut h, "Message", r"\x41\r\n");
+    assert!(
+        h.query_by_label("5 bytes").is_some(),
+        "the inject pane counts 5 bytes"
+    );
+    assert!(
+        h.query_by_label("selected (1)").is_some(),
+        "the target is the selected row"
+    );
+    click(&mut h, "Send");
+
+    assert_eq!(read_n(&mut a, 5), b"A\r\n\r\n");
+    expect_silence(&mut h, &mut a, "after the 5 injected bytes");
+    expect_silence(&mut h, &mut b, "a client that is not selected");
+    wait_for(&mut h, "the injected bytes in A's tx counter", |h| {
+        (row_of(h, a.local_addr().unwrap())?.tx_bytes == 5).then_some(())
+    });
+}
+
+/// Invalid hex is flagged inline, Send is disabled, and nothing reaches the
+/// client, whether Send is clicked or Ctrl+Enter pressed.
+#[test]
+fn invalid_hex_is_flagged_and_not_sent() {
+    let (mut h, addr) = start();
+    let mut a = connect(addr);
+    wait_row(&mut h, &a);
+
+    click(&mut h, "all clients");
+    click_lowest(&mut h, "Hex");
+    type_into(&mut h, "Message", "48 6z");
+    assert!(
+        h.query_by_label_contains("'z' is not a hex digit")
+            .is_some(),
+        "an inline error names the bad character"
+    );
+    assert!(
+        h.get_by_label("Send").accesskit_node().is_disabled(),
+        "Send is disabled while the input is invalid"
+    );
+    // Ctrl+Enter in the (still focused) message box, then the button.
+    assert!(h.get_by_label("Message").is_focused());
+    h.key_press_modifiers(Modifiers::COMMAND, egui::Key::Enter);
+    h.step();
+    click(&mut h, "Send");
+    expect_silence(&mut h, &mut a, "invalid hex");
+    assert!(
+        h.state().panes.inject.history.is_empty(),
+        "nothing was recorded as sent"
+    );
+    assert_eq!(row_of(&h, a.local_addr().unwrap()).unwrap().tx_bytes, 0);
+}
+
+/// The Filter box narrows the table to the rows it matches.
+#[test]
+fn filter_narrows_rows() {
+    let (mut h, addr) = start();
+    let clients: Vec<TcpStream> = (0..3).map(|_| connect(addr)).collect();
+    let ids: Vec<ConnId> = clients.iter().map(|c| wait_row(&mut h, c)).collect();
+    assert_eq!(table_ids(&h), ids);
+
+    type_into(&mut h, "Filter", &ids[1].to_string());
+    assert_eq!(table_ids(&h), vec![ids[1]], "filtering by id");
+    assert!(h.query_by_label_contains("1 shown · 3 open").is_some());
+
+    // Clear, then filter by the third client's port.
+    click(&mut h, "✖");
+    assert_eq!(
+        table_ids(&h),
+        ids,
+        "clearing the filter shows every row again"
+    );
+    let port = clients[2].local_addr().unwrap().port().to_string();
+    type_into(&mut h, "Filter", &port);
+    assert_eq!(table_ids(&h), vec![ids[2]], "filtering by peer port");
+
+    // Something no row matches.
+    click(&mut h, "✖");
+    type_into(&mut h, "Filter", "closed");
+    assert_eq!(table_ids(&h), Vec::<ConnId>::new(), "no closed rows yet");
+    assert!(h.query_by_label_contains("0 shown · 3 open").is_some());
+}
+
+/// "manual" stops the echo: the client's bytes are counted but nothing is
+/// written back.
+#[test]
+fn manual_mode_stops_echo() {
+    let (mut h, addr) = start();
+    let mut a = connect(addr);
+    round_trip(&mut a, b"ping");
+    let id = wait_row(&mut h, &a);
+
+    click(&mut h, "manual");
+    wait_for(&mut h, "the engine to report manual mode", |h| {
+        (h.state().monitor.stats.as_ref()?.mode == Mode::Manual).then_some(())
+    });
+    a.write_all(b"abcdef").unwrap();
+    expect_silence(&mut h, &mut a, "manual mode");
+    wait_for(&mut h, "rx to count the unanswered bytes", |h| {
+        let c = h.state().monitor.connections.get(id)?;
+        (c.rx_bytes == 10).then_some(())
+    });
+    let c = h.state().monitor.connections.get(id).unwrap();
+    assert_eq!(
+        c.tx_bytes, 4,
+        "only the echo from before manual mode was sent"
+    );
+    wait_for(&mut h, "the row to show rx 10 B / tx 4 B", |h| {
+        (try_cell(h, id, "rx")? == "10 B" && try_cell(h, id, "tx")? == "4 B").then_some(())
+    });
+
+    // Back to echo: new bytes come back again.
+    click(&mut h, "echo");
+    wait_for(&mut h, "the engine to report echo mode", |h| {
+        (h.state().monitor.stats.as_ref()?.mode == Mode::Echo).then_some(())
+    });
+    round_trip(&mut a, b"again");
+}
