@@ -5,7 +5,7 @@ use super::{PaneCtx, labelled};
 use crate::format;
 use crate::monitor::connections::state_label;
 use crate::monitor::{Column, Sort};
-use crate::protocol::{Command, ConnCounters, ConnId, ConnState, KickMode, Targets};
+use crate::protocol::{Command, ConnCounters, ConnId, ConnState};
 use egui::{Align, Layout, RichText, Sense, Ui};
 use egui_extras::{Column as TableColumn, TableBuilder};
 use serde::{Deserialize, Serialize};
@@ -88,6 +88,8 @@ impl ConnectionsPane {
             .into_iter()
             .filter(|c| !self.hidden_columns.contains(c))
             .collect();
+        // Cell text must not take clicks meant for selecting the row.
+        ui.style_mut().interaction.selectable_labels = false;
         let mut builder = TableBuilder::new(ui)
             .id_salt(("connections", self.table_generation))
             .striped(true)
@@ -198,40 +200,9 @@ fn row_menu(
         format!("{n} connections")
     };
     ui.label(RichText::new(which).strong());
-    let t = || Targets::Conns(targets.to_vec());
     ui.add_enabled_ui(!closed || n > 1, |ui| {
-        if ui
-            .button("Kick (graceful)")
-            .on_hover_text("Flush the queue, then FIN")
-            .clicked()
-        {
-            actions.push(RowAction::Command(Command::Kick {
-                targets: t(),
-                mode: KickMode::Graceful,
-            }));
-            ui.close();
-        }
-        if ui
-            .button("Kick (reset)")
-            .on_hover_text("Close at once with RST")
-            .clicked()
-        {
-            actions.push(RowAction::Command(Command::Kick {
-                targets: t(),
-                mode: KickMode::Reset,
-            }));
-            ui.close();
-        }
-        let (label, pause) = if paused {
-            ("Resume reading", false)
-        } else {
-            ("Pause reading", true)
-        };
-        if ui.button(label).clicked() {
-            actions.push(RowAction::Command(Command::SetReadPaused {
-                targets: t(),
-                paused: pause,
-            }));
+        if let Some(cmd) = super::conn_action_buttons(ui, targets, paused) {
+            actions.push(RowAction::Command(cmd));
             ui.close();
         }
     });

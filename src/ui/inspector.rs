@@ -5,7 +5,7 @@ use super::{PaneCtx, engine_time};
 use crate::format;
 use crate::monitor::connections::state_label;
 use crate::payload;
-use crate::protocol::{Command, ConnDetail, ConnId, ConnState, Direction, KickMode, Targets};
+use crate::protocol::{Command, ConnDetail, ConnId, ConnState, Direction};
 use egui::text::LayoutJob;
 use egui::{FontId, RichText, TextFormat, Ui};
 use serde::{Deserialize, Serialize};
@@ -67,36 +67,8 @@ impl InspectorPane {
         });
         ui.horizontal_wrapped(|ui| {
             ui.add_enabled_ui(!closed, |ui| {
-                if ui
-                    .button("Kick (graceful)")
-                    .on_hover_text("Flush the queue, then FIN")
-                    .clicked()
-                {
-                    ctx.commands.push(Command::Kick {
-                        targets: Targets::one(id),
-                        mode: KickMode::Graceful,
-                    });
-                }
-                if ui
-                    .button("Kick (reset)")
-                    .on_hover_text("Close at once with RST")
-                    .clicked()
-                {
-                    ctx.commands.push(Command::Kick {
-                        targets: Targets::one(id),
-                        mode: KickMode::Reset,
-                    });
-                }
-                let (label, paused) = if counters.read_paused {
-                    ("Resume reading", false)
-                } else {
-                    ("Pause reading", true)
-                };
-                if ui.button(label).clicked() {
-                    ctx.commands.push(Command::SetReadPaused {
-                        targets: Targets::one(id),
-                        paused,
-                    });
+                if let Some(cmd) = super::conn_action_buttons(ui, &[id], counters.read_paused) {
+                    ctx.commands.push(cmd);
                 }
             });
             if ui.button("Show its events").clicked() {

@@ -17,7 +17,7 @@ pub use app::MuxscopeApp;
 pub use selection::Selection;
 
 use crate::monitor::Monitor;
-use crate::protocol::{Command, ConnId};
+use crate::protocol::{Command, ConnId, KickMode, Targets};
 use egui::{Color32, Response, Ui};
 
 /// What a pane may touch while drawing.
@@ -64,4 +64,47 @@ pub fn error_color(ui: &Ui) -> Color32 {
 /// Engine time (µs since start) as `12.345678`.
 pub fn engine_time(at: u64) -> String {
     format!("{}.{:06}", at / 1_000_000, at % 1_000_000)
+}
+
+/// The kick and pause buttons for `targets`, shared by the inspector and
+/// the row menu. Returns the command the user chose, if any.
+pub fn conn_action_buttons(ui: &mut Ui, targets: &[ConnId], read_paused: bool) -> Option<Command> {
+    let targets = || Targets::Conns(targets.to_vec());
+    let mut chosen = None;
+    if ui
+        .button("Kick (graceful)")
+        .on_hover_text("Flush the queue, then FIN")
+        .clicked()
+    {
+        chosen = Some(Command::Kick {
+            targets: targets(),
+            mode: KickMode::Graceful,
+        });
+    }
+    if ui
+        .button("Kick (reset)")
+        .on_hover_text("Close at once with RST")
+        .clicked()
+    {
+        chosen = Some(Command::Kick {
+            targets: targets(),
+            mode: KickMode::Reset,
+        });
+    }
+    let label = if read_paused {
+        "Resume reading"
+    } else {
+        "Pause reading"
+    };
+    if ui
+        .button(label)
+        .on_hover_text("Stop or restart reading from the socket; the kernel buffers fill meanwhile")
+        .clicked()
+    {
+        chosen = Some(Command::SetReadPaused {
+            targets: targets(),
+            paused: !read_paused,
+        });
+    }
+    chosen
 }
