@@ -33,6 +33,10 @@ pub const WAKER: Token = Token(1);
 const FIRST_CONN: usize = 2;
 
 const READ_BUF: usize = 64 * 1024;
+/// Reads one client gets per turn before the others get theirs. A client
+/// that sends as fast as it reads never makes the socket block, so without
+/// a budget it would hold the loop; over budget it waits in `read_again`.
+const READS_PER_TURN: usize = 16;
 const TICK: Duration = Duration::from_millis(250);
 /// Stats are re-sent this often even when nothing changed, as a heartbeat.
 const STATS_HEARTBEAT: Duration = Duration::from_secs(1);
@@ -68,6 +72,9 @@ pub struct EventLoop {
     dirty: Vec<usize>,
     /// Slab keys of gracefully kicked clients waiting for the peer's FIN.
     lingering: Vec<usize>,
+    /// Clients that used up their read budget and still have input: they
+    /// are read again after the next (zero-timeout) poll.
+    read_again: Vec<(usize, ConnId)>,
 
     start: Instant,
     started_unix_ms: u64,
@@ -112,6 +119,7 @@ impl EventLoop {
             next_id: 1,
             dirty: Vec::new(),
             lingering: Vec::new(),
+            read_again: Vec::new(),
             start,
             started_unix_ms: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -183,6 +191,7 @@ impl EventLoop {
             if self.stop.load(Ordering::Relaxed) {
                 break;
             }
+            self.read_again();
             self.on_timers(clock);
             self.publish(clock, false);
         }
@@ -190,6 +199,9 @@ impl EventLoop {
     }
 
     fn next_timeout(&self) -> Option<Duration> {
+        if !self.read_again.is_empty() {
+            return Some(Duration::ZERO);
+        }
         let mut deadline = self.next_tick;
         let candidates = [
             self.accept_retry_at,
@@ -345,6 +357,7 @@ impl EventLoop {
             self.emit(None, EventKind::ListenStopped);
         }
         self.accept_retry_at = None;
+        self.accept_backoff = ACCEPT_BACKOFF_MIN;
         self.listen_state = ListenState::Stopped;
     }
 
@@ -550,7 +563,7 @@ impl EventLoop {
     /// Read until `WouldBlock`, EOF, or reading is paused. Returns false if
     /// the connection was closed.
     fn read_until_blocked(&mut self, key: usize) -> bool {
-        loop {
+        for _ in 0..READS_PER_TURN {
             let conn = &mut self.conns[key];
             if !conn.wants_read() {
                 return true;
@@ -580,6 +593,22 @@ impl EventLoop {
                     self.close(key, close_reason(&e), false);
                     return false;
                 }
+            }
+        }
+        // Budget spent without WouldBlock: no new edge will come, so the
+        // loop must come back to this client by itself.
+        let id = self.conns[key].id;
+        if !self.read_again.contains(&(key, id)) {
+            self.read_again.push((key, id));
+        }
+        true
+    }
+
+    /// Give clients that hit their read budget another turn.
+    fn read_again(&mut self) {
+        for (key, id) in std::mem::take(&mut self.read_again) {
+            if self.conns.get(key).is_some_and(|c| c.id == id) {
+                self.drive(key, true);
             }
         }
     }
@@ -777,8 +806,14 @@ impl EventLoop {
                             conn.state = ConnState::Closing;
                             // Keep reading (and discarding) so input never
                             // piles up unread, which would end in RST.
-                            conn.read_paused = false;
-                            conn.backpressure = false;
+                            let was_paused = std::mem::take(&mut conn.read_paused);
+                            let had_backpressure = std::mem::take(&mut conn.backpressure);
+                            if was_paused {
+                                self.emit(Some(id), EventKind::ReadPaused { paused: false });
+                            }
+                            if had_backpressure {
+                                self.emit(Some(id), EventKind::Backpressure { on: false });
+                            }
                             self.touch(key);
                             self.drive(key, true);
                         }

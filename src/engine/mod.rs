@@ -94,7 +94,13 @@ impl EngineHandle {
     /// Start the engine thread. Failing to bind is not an error here: it is
     /// reported in [`EngineHandle::initial_listen`] and as an event, so a
     /// window can still open and offer another port.
-    pub fn spawn(config: EngineConfig) -> io::Result<EngineHandle> {
+    pub fn spawn(mut config: EngineConfig) -> io::Result<EngineHandle> {
+        config.queue_limit = config.queue_limit.max(1);
+        if config.low_water >= config.queue_limit {
+            // A low-water mark at or above the bound would lift
+            // backpressure at once and let the queue grow past it.
+            config.low_water = config.queue_limit / 4;
+        }
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), event_loop::WAKER)?);
         let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();

@@ -41,9 +41,12 @@ pub struct Model {
     pub events_received: u64,
     /// Latest counters per connection, including final (`Closed`) ones.
     pub counters: HashMap<ConnId, ConnCounters>,
-    /// Peer address (the client's local address) → connection id, from
-    /// `Accepted` events.
-    pub accepted: HashMap<SocketAddr, ConnId>,
+    /// Peer address (the client's local address) → connection ids, oldest
+    /// first, from `Accepted` events. A peer address can recur: once a
+    /// client's connection is gone, the kernel may give its port to a new one.
+    pub accepted: HashMap<SocketAddr, Vec<ConnId>>,
+    /// The highest id seen in an `Accepted` event.
+    pub max_accepted: u64,
     pub closed: HashMap<ConnId, CloseReason>,
     pub stats: Option<EngineStats>,
     pub details: HashMap<ConnId, ConnDetail>,
@@ -56,10 +59,8 @@ impl Model {
     fn absorb(&mut self, batch: Batch, keep_events: bool) {
         self.batches += 1;
         if batch.seq <= self.last_seq {
-            self.violations.push(format!(
-                "batch seq {} after {}",
-                batch.seq, self.last_seq
-            ));
+            self.violations
+                .push(format!("batch seq {} after {}", batch.seq, self.last_seq));
         }
         self.last_seq = batch.seq;
         if batch.dropped_events < self.dropped_events {
@@ -74,7 +75,8 @@ impl Model {
             match &event.kind {
                 EventKind::Accepted { peer } => {
                     if let Some(id) = event.conn {
-                        self.accepted.insert(*peer, id);
+                        self.accepted.entry(*peer).or_default().push(id);
+                        self.max_accepted = self.max_accepted.max(id.0);
                     }
                 }
                 EventKind::Closed { reason } => {
@@ -110,8 +112,9 @@ impl Model {
         }
     }
 
+    /// The latest connection accepted from `peer`.
     pub fn id_of(&self, peer: SocketAddr) -> Option<ConnId> {
-        self.accepted.get(&peer).copied()
+        self.accepted.get(&peer).and_then(|ids| ids.last().copied())
     }
 
     pub fn events_of(&self, id: ConnId) -> impl Iterator<Item = &Event> {
@@ -227,10 +230,28 @@ impl Harness {
         }
     }
 
-    /// The engine's id for `client`, learned from its `Accepted` event.
-    pub fn id_of(&self, client: &TcpStream) -> ConnId {
-        let peer = client.local_addr().expect("client has a local address");
-        self.wait_for(&format!("the Accepted event of {peer}"), |m| m.id_of(peer))
+    /// Connect a [`client`] and learn its id from its `Accepted` event.
+    pub fn connect(&self) -> (TcpStream, ConnId) {
+        self.connect_with(client)
+    }
+
+    /// Connect with `make` and learn the id from the `Accepted` event.
+    ///
+    /// Ids only grow, so the new connection's id exceeds every id accepted
+    /// before the connect; that tells it apart from an earlier connection
+    /// whose port the kernel handed out again.
+    pub fn connect_with(&self, make: impl FnOnce(SocketAddr) -> TcpStream) -> (TcpStream, ConnId) {
+        let floor = self.with(|m| m.max_accepted);
+        let stream = make(self.addr);
+        let peer = stream.local_addr().expect("client has a local address");
+        let id = self.wait_for(&format!("the Accepted event of {peer}"), |m| {
+            m.accepted
+                .get(&peer)?
+                .iter()
+                .copied()
+                .find(|id| id.0 > floor)
+        });
+        (stream, id)
     }
 
     /// Wait until the counters of `id` satisfy `pred` and return them.
@@ -271,9 +292,11 @@ impl Harness {
         assert!(v.is_empty(), "batch stream violations: {v:#?}");
     }
 
-    /// Stop the engine and wait for the drain thread to take the last batch.
-    pub fn shutdown(mut self) {
+    /// Stop the engine, wait for the drain thread to take the last batch,
+    /// and return what it learned.
+    pub fn shutdown(mut self) -> Model {
         self.stop();
+        std::mem::take(&mut *self.shared.model.lock().unwrap())
     }
 
     fn stop(&mut self) {
@@ -297,6 +320,25 @@ impl Drop for Harness {
 /// A connected client with read and write timeouts of [`STEP`].
 pub fn client(addr: SocketAddr) -> TcpStream {
     let s = TcpStream::connect_timeout(&addr, STEP).expect("client connects");
+    s.set_read_timeout(Some(STEP)).unwrap();
+    s.set_write_timeout(Some(STEP)).unwrap();
+    s.set_nodelay(true).unwrap();
+    s
+}
+
+/// A client like [`client`] whose receive buffer is fixed at (about)
+/// `rcvbuf` bytes, which turns off the kernel's autotuning. On loopback the
+/// kernel otherwise buffers megabytes, and a server's echo would rarely have
+/// to wait in its own queue.
+pub fn client_with_rcvbuf(addr: SocketAddr, rcvbuf: usize) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).unwrap();
+    // Set before connecting, so the advertised window scale matches.
+    socket.set_recv_buffer_size(rcvbuf).unwrap();
+    socket
+        .connect_timeout(&addr.into(), STEP)
+        .expect("client connects");
+    let s = TcpStream::from(socket);
     s.set_read_timeout(Some(STEP)).unwrap();
     s.set_write_timeout(Some(STEP)).unwrap();
     s.set_nodelay(true).unwrap();
@@ -335,7 +377,11 @@ pub fn assert_silent(stream: &mut TcpStream, wait: Duration, what: &str) {
     let result = stream.read(&mut buf);
     stream.set_read_timeout(Some(STEP)).unwrap();
     match result {
-        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) => {}
         Ok(0) => panic!("{what}: expected silence, got EOF"),
         Ok(n) => panic!(
             "{what}: expected silence, got {n} bytes: {:?}",
@@ -415,11 +461,7 @@ impl Server {
     /// Start `muxscope --headless --listen 127.0.0.1:0 <extra>`, optionally
     /// under `ulimit -n fd_limit`, and wait for its address line.
     pub fn start(extra: &[&str], fd_limit: Option<u32>) -> Server {
-        let mut child = spawn_headless(
-            &["--headless", "--listen", "127.0.0.1:0"],
-            extra,
-            fd_limit,
-        );
+        let mut child = spawn_headless(&["--headless", "--listen", "127.0.0.1:0"], extra, fd_limit);
         let pid = child.id();
         let (stderr, _) = collect_stderr(&mut child);
         let stdout = child.stdout.take().expect("stdout is piped");
@@ -451,11 +493,17 @@ impl Server {
         }
     }
 
-    /// Open descriptors of the server process.
+    /// Open descriptors of the server process (including any it inherited).
     pub fn fd_count(&self) -> usize {
+        self.fds().len()
+    }
+
+    /// The numbers of the server's open descriptors.
+    pub fn fds(&self) -> Vec<u32> {
         std::fs::read_dir(format!("/proc/{}/fd", self.pid))
             .expect("server's /proc/PID/fd is readable")
-            .count()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect()
     }
 
     /// utime + stime in clock ticks (100 per second here).
