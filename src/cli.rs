@@ -32,6 +32,36 @@ pub struct Cli {
     /// Per-client queue bound in bytes; reading stops at it (backpressure).
     #[arg(long, value_name = "BYTES", default_value_t = 1024 * 1024)]
     pub queue_limit: usize,
+
+    /// With --headless: serve the web viewer and its WebSocket (/ws) on
+    /// ADDR. A bare port (or no value) binds 127.0.0.1 only.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        requires = "headless",
+        num_args = 0..=1,
+        default_missing_value = "127.0.0.1:8801"
+    )]
+    pub control: Option<String>,
+
+    /// Secret that viewers must give as ?token=…; required to serve
+    /// --control on an address other than loopback.
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "MUXSCOPE_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+
+    /// Directory the web viewer is served from (default: dist/).
+    #[arg(long, value_name = "DIR", requires = "control")]
+    pub web_root: Option<std::path::PathBuf>,
+
+    /// Open the window on a headless muxscope instead of an in-process
+    /// engine, e.g. ws://127.0.0.1:8801/ws?token=SECRET.
+    #[arg(long, value_name = "URL", conflicts_with = "headless")]
+    pub attach: Option<String>,
 }
 
 fn parse_mode(s: &str) -> Result<Mode, String> {
@@ -55,6 +85,17 @@ impl Cli {
             }
         }
         Ok(config)
+    }
+
+    /// The control endpoint to serve, if `--control` was given.
+    pub fn control_options(&self) -> Option<crate::control::ControlOptions> {
+        let addr = self.control.as_ref()?;
+        let mut opts = crate::control::ControlOptions::new(addr.clone());
+        opts.token = self.token.clone();
+        if let Some(root) = &self.web_root {
+            opts.web_root = root.clone();
+        }
+        Some(opts)
     }
 
     pub fn engine_config(&self) -> EngineConfig {

@@ -39,7 +39,9 @@ fn close_window_on_termination() {
         None => std::process::exit(130),
     });
     if let Err(e) = result {
-        log::warn!("cannot handle Ctrl-C/SIGTERM; the session is saved only on a normal close: {e}");
+        log::warn!(
+            "cannot handle Ctrl-C/SIGTERM; the session is saved only on a normal close: {e}"
+        );
     }
 }
 

@@ -2,6 +2,7 @@
 //! consumed for real (folded into a summary), and one line per second says
 //! what the server is doing.
 
+use crate::control::{self, ControlOptions, ControlServer};
 use crate::engine::{EngineConfig, EngineHandle};
 use crate::format;
 use crate::protocol::{Batch, EngineStats, ListenState};
@@ -66,6 +67,20 @@ fn termination_signal() -> Result<Receiver<()>, String> {
 }
 
 pub fn run(config: EngineConfig) -> ExitCode {
+    run_with_control(config, None)
+}
+
+/// Like [`run`], and with `control`, also serve viewers (see
+/// [`crate::control`]); the summary line then counts them.
+pub fn run_with_control(config: EngineConfig, control: Option<ControlOptions>) -> ExitCode {
+    // Refuse an unsafe control address before anything is bound.
+    if let Some(opts) = &control
+        && let Err(e) = control::resolve_addr(&opts.addr)
+            .and_then(|addr| control::check_exposure(addr, opts.token.as_deref()))
+    {
+        eprintln!("muxscope: {e}");
+        return ExitCode::FAILURE;
+    }
     let signal = match termination_signal() {
         Ok(rx) => rx,
         Err(e) => {
@@ -88,6 +103,33 @@ pub fn run(config: EngineConfig) -> ExitCode {
         }
         ListenState::Stopped => println!("muxscope running without a listener"),
     }
+    let mut server = None;
+    let mut batches = engine.batches().clone();
+    if let Some(opts) = &control {
+        match ControlServer::attach(opts, &engine) {
+            Ok((s, relay)) => {
+                let addr = s.local_addr();
+                let token = if opts.token.is_some() {
+                    "?token=…"
+                } else {
+                    ""
+                };
+                println!("muxscope viewer on http://{addr}/{token} (WebSocket ws://{addr}/ws)");
+                if !opts.web_root.join("index.html").is_file() {
+                    eprintln!(
+                        "muxscope: no web viewer in {}: run scripts/build-web.sh or pass --web-root",
+                        opts.web_root.display()
+                    );
+                }
+                batches = relay;
+                server = Some(s);
+            }
+            Err(e) => {
+                eprintln!("muxscope: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let _ = std::io::stdout().flush();
 
     let mut summary = Summary::default();
@@ -96,7 +138,7 @@ pub fn run(config: EngineConfig) -> ExitCode {
     loop {
         let wait = Duration::from_secs(1).saturating_sub(last_line.elapsed());
         select! {
-            recv(engine.batches()) -> batch => match batch {
+            recv(batches) -> batch => match batch {
                 Ok(batch) => summary.absorb(batch),
                 Err(_) => break,
             },
@@ -105,7 +147,11 @@ pub fn run(config: EngineConfig) -> ExitCode {
         }
         if last_line.elapsed() >= Duration::from_secs(1) {
             let secs = last_line.elapsed().as_secs_f64();
-            println!("{}", summary.line(prev_rx, prev_tx, secs));
+            let mut line = summary.line(prev_rx, prev_tx, secs);
+            if let Some(s) = &server {
+                line.push_str(&format!(" | {} viewers", s.viewers()));
+            }
+            println!("{line}");
             let _ = std::io::stdout().flush();
             if let Some(s) = &summary.stats {
                 (prev_rx, prev_tx) = (s.rx_bytes, s.tx_bytes);
@@ -113,6 +159,7 @@ pub fn run(config: EngineConfig) -> ExitCode {
             last_line = Instant::now();
         }
     }
+    drop(server);
     engine.shutdown();
     println!("muxscope stopped");
     ExitCode::SUCCESS

@@ -19,7 +19,11 @@ pub mod logging;
 pub mod paths;
 
 pub mod backend;
+pub mod control;
 pub mod ui;
+
+#[cfg(target_arch = "wasm32")]
+pub mod web;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod desktop;

@@ -1,15 +1,16 @@
 // No console window for a double-clicked release build on Windows.
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 
-use clap::Parser;
-use muxscope::cli::Cli;
-use std::process::ExitCode;
+#[cfg(not(target_arch = "wasm32"))]
+fn main() -> std::process::ExitCode {
+    use clap::Parser;
+    use muxscope::cli::Cli;
+    use std::process::ExitCode;
 
-fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.headless {
         match cli.headless_config() {
-            Ok(config) => muxscope::headless::run(config),
+            Ok(config) => muxscope::headless::run_with_control(config, cli.control_options()),
             Err(e) => {
                 eprintln!("muxscope: {e}");
                 ExitCode::FAILURE
@@ -18,4 +19,10 @@ fn main() -> ExitCode {
     } else {
         muxscope::desktop::run(cli)
     }
+}
+
+/// The web viewer (built with Trunk): see `muxscope::web`.
+#[cfg(target_arch = "wasm32")]
+fn main() {
+    muxscope::web::start();
 }

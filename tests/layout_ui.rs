@@ -37,7 +37,11 @@ fn app_with_layouts_dir(dir: PathBuf) -> Harness<'static, MuxscopeApp> {
 }
 
 /// Step until `check` holds, failing after a bounded wait.
-fn step_until(h: &mut Harness<'static, MuxscopeApp>, what: &str, check: impl Fn(&MuxscopeApp) -> bool) {
+fn step_until(
+    h: &mut Harness<'static, MuxscopeApp>,
+    what: &str,
+    check: impl Fn(&MuxscopeApp) -> bool,
+) {
     let deadline = Instant::now() + Duration::from_secs(5);
     while !check(h.state()) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -65,7 +69,10 @@ fn save_through_the_menu_then_reopen() {
     }
     h.get_by_label("manual").click();
     step_until(&mut h, "manual mode", |a| {
-        a.monitor.stats.as_ref().is_some_and(|s| s.mode == Mode::Manual)
+        a.monitor
+            .stats
+            .as_ref()
+            .is_some_and(|s| s.mode == Mode::Manual)
     });
 
     h.get_by_label("File").click();
@@ -92,7 +99,10 @@ fn save_through_the_menu_then_reopen() {
     }
     h.get_by_label("echo").click();
     step_until(&mut h, "echo mode", |a| {
-        a.monitor.stats.as_ref().is_some_and(|s| s.mode == Mode::Echo)
+        a.monitor
+            .stats
+            .as_ref()
+            .is_some_and(|s| s.mode == Mode::Echo)
     });
 
     h.get_by_label("File").click();
@@ -108,12 +118,22 @@ fn save_through_the_menu_then_reopen() {
     assert_eq!(app.panes.connections.filter, "closed");
     assert!(app.panes.connections.hidden_columns.contains(&Column::Peer));
     assert_eq!(app.theme, Theme::Light);
-    step_until(&mut h, "the layout's manual mode to reach the engine", |a| {
-        a.monitor.stats.as_ref().is_some_and(|s| s.mode == Mode::Manual)
-    });
+    step_until(
+        &mut h,
+        "the layout's manual mode to reach the engine",
+        |a| {
+            a.monitor
+                .stats
+                .as_ref()
+                .is_some_and(|s| s.mode == Mode::Manual)
+        },
+    );
     // The recent list remembers it.
     assert_eq!(
-        h.state().recent.first().map(|p| p.file_name().unwrap().to_owned()),
+        h.state()
+            .recent
+            .first()
+            .map(|p| p.file_name().unwrap().to_owned()),
         Some("session.muxscope.ron".into())
     );
 }
@@ -144,7 +164,11 @@ fn opening_a_broken_layout_shows_why_and_changes_nothing() {
         .expect("the failure is shown")
         .clone();
     assert!(notice.is_error);
-    assert!(notice.text.contains("broken.muxscope.ron"), "{}", notice.text);
+    assert!(
+        notice.text.contains("broken.muxscope.ron"),
+        "{}",
+        notice.text
+    );
     assert!(notice.text.contains("line 3"), "{}", notice.text);
     // The message is on screen, not only in the model.
     assert!(h.query_by_label_contains("line 3").is_some());

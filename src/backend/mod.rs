@@ -7,6 +7,9 @@ mod local;
 #[cfg(not(target_arch = "wasm32"))]
 pub use local::LocalBackend;
 
+mod remote;
+pub use remote::{RemoteBackend, ws_url_for_page};
+
 use crate::monitor::Monitor;
 use crate::protocol::{Batch, Command};
 use std::time::Duration;

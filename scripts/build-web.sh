@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Build the web viewer (src/web.rs, index.html) into dist/ with Trunk,
+# without downloading anything but packages from the registries:
+# - the wasm32-unknown-unknown target (rustup);
+# - wasm-bindgen-cli at exactly the version Cargo.lock pins (cargo install);
+# - trunk 0.21.14 (cargo install; about 14 CPU-minutes the first time);
+# - wasm-opt from the npm package binaryen, into target/web-tools/.
+# Then: trunk build --release --offline. Extra arguments go to trunk.
+#
+# The result is served by `muxscope --headless --control ADDR` (or pass
+# --web-root DIR to serve another build).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TRUNK_VERSION=0.21.14
+BINARYEN_VERSION=132
+TOOLS_DIR=target/web-tools
+export PATH="$HOME/.cargo/bin:$PATH"
+
+# The CLI must match the wasm-bindgen crate in Cargo.lock exactly, or Trunk
+# tries to download one.
+WASM_BINDGEN_VERSION=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
+if [ -z "$WASM_BINDGEN_VERSION" ]; then
+  echo "build-web: no wasm-bindgen in Cargo.lock" >&2
+  exit 1
+fi
+
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  echo "== rustup target add wasm32-unknown-unknown"
+  rustup target add wasm32-unknown-unknown
+fi
+
+if ! wasm-bindgen --version 2>/dev/null | grep -qw "$WASM_BINDGEN_VERSION"; then
+  echo "== cargo install wasm-bindgen-cli $WASM_BINDGEN_VERSION"
+  # Not --locked: its lockfile pins a crate version the registry lacks.
+  cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
+fi
+
+if ! trunk --version 2>/dev/null | grep -qw "$TRUNK_VERSION"; then
+  echo "== cargo install trunk $TRUNK_VERSION (slow the first time)"
+  cargo install --locked "trunk@$TRUNK_VERSION"
+fi
+
+if [ ! -x "$TOOLS_DIR/node_modules/.bin/wasm-opt" ]; then
+  echo "== npm install binaryen@$BINARYEN_VERSION (wasm-opt)"
+  if ! command -v npm >/dev/null; then
+    echo "build-web: npm is needed for wasm-opt (apt-get install npm)" >&2
+    exit 1
+  fi
+  mkdir -p "$TOOLS_DIR"
+  npm install --prefix "$TOOLS_DIR" --no-audit --no-fund --silent "binaryen@$BINARYEN_VERSION"
+fi
+export PATH="$PWD/$TOOLS_DIR/node_modules/.bin:$PATH"
+
+echo "== trunk build --release --offline"
+trunk build --release --offline "$@"
+echo "== dist/"
+ls -l dist

@@ -1,0 +1,434 @@
+//! The fan-out thread: engine batches in, one encoded frame per batch out to
+//! every viewer's bounded queue, never waiting on any of them.
+//!
+//! Each batch is encoded once and the same bytes (`Arc`) go to every viewer
+//! that kept up. A viewer whose queue is full gets the publisher's treatment
+//! (see `engine::publish`): the batch's events are dropped and counted for
+//! it, its latest-value data (counters, stats, inspector snapshots) is kept
+//! and merged with later batches, and it is sent all of that, plus the new
+//! events, once its queue has room. Its frames then carry `dropped_events`
+//! raised by what it alone missed, so its window shows the gap.
+//!
+//! A viewer that attaches late first gets a snapshot: the counters of every
+//! live connection (and of recently closed ones) and the latest stats, since
+//! the engine only reports connections when they change.
+
+use super::wire::encode_batch;
+use crate::protocol::{Batch, ConnCounters, ConnDetail, ConnId, ConnState, EngineStats};
+use crossbeam_channel::{Receiver, Sender, TrySendError, select};
+use mio::Waker;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// One encoded batch, shared by every viewer it goes to.
+pub type Frame = Arc<[u8]>;
+
+/// How often a viewer that fell behind is offered what it is owed when no
+/// new batch comes along.
+const RETRY: Duration = Duration::from_millis(25);
+/// Closed connections a late viewer still sees in its snapshot.
+const RECENTLY_CLOSED: usize = 256;
+
+/// What the io thread tells the fan-out thread.
+pub enum ToFanout {
+    /// A new viewer; its frames go to `frames`. It is forgotten once `gone`
+    /// is set or the receiving end is dropped.
+    Attach {
+        frames: Sender<Frame>,
+        gone: Arc<AtomicBool>,
+    },
+}
+
+/// Latest-value data a viewer has not been sent yet.
+#[derive(Default)]
+struct Owed {
+    counters: HashMap<ConnId, ConnCounters>,
+    stats: Option<EngineStats>,
+    details: HashMap<ConnId, ConnDetail>,
+}
+
+impl Owed {
+    fn absorb(&mut self, batch: &Batch) {
+        for c in &batch.counters {
+            self.counters.insert(c.id, c.clone());
+        }
+        if let Some(s) = &batch.stats {
+            self.stats = Some(s.clone());
+        }
+        for d in &batch.details {
+            self.details.insert(d.counters.id, d.clone());
+        }
+    }
+
+    fn into_batch(self, seq: u64) -> Batch {
+        let mut counters: Vec<ConnCounters> = self.counters.into_values().collect();
+        counters.sort_by_key(|c| c.id);
+        Batch {
+            seq,
+            events: Vec::new(),
+            counters,
+            stats: self.stats,
+            details: self.details.into_values().collect(),
+            dropped_events: 0,
+        }
+    }
+}
+
+struct Viewer {
+    frames: Sender<Frame>,
+    gone: Arc<AtomicBool>,
+    /// Events this viewer missed because its queue was full (cumulative).
+    dropped: u64,
+    owed: Option<Owed>,
+}
+
+/// What a late viewer needs to see the present.
+#[derive(Default)]
+struct Present {
+    live: HashMap<ConnId, ConnCounters>,
+    closed: VecDeque<ConnCounters>,
+    stats: Option<EngineStats>,
+    seq: u64,
+    engine_dropped: u64,
+}
+
+impl Present {
+    fn absorb(&mut self, batch: &Batch) {
+        self.seq = batch.seq;
+        self.engine_dropped = batch.dropped_events;
+        for c in &batch.counters {
+            if matches!(c.state, ConnState::Closed(_)) {
+                self.live.remove(&c.id);
+                if self.closed.len() >= RECENTLY_CLOSED {
+                    self.closed.pop_front();
+                }
+                self.closed.push_back(c.clone());
+            } else {
+                self.live.insert(c.id, c.clone());
+            }
+        }
+        if let Some(s) = &batch.stats {
+            self.stats = Some(s.clone());
+        }
+    }
+
+    fn snapshot(&self) -> Batch {
+        let mut counters: Vec<ConnCounters> = self.closed.iter().cloned().collect();
+        let mut live: Vec<ConnCounters> = self.live.values().cloned().collect();
+        live.sort_by_key(|c| c.id);
+        counters.extend(live);
+        Batch {
+            seq: self.seq,
+            events: Vec::new(),
+            counters,
+            stats: self.stats.clone(),
+            details: Vec::new(),
+            dropped_events: self.engine_dropped,
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Fanout {
+    viewers: Vec<Viewer>,
+    present: Present,
+}
+
+impl Fanout {
+    pub fn attach(&mut self, frames: Sender<Frame>, gone: Arc<AtomicBool>) {
+        let snapshot = encode_batch(&self.present.snapshot());
+        // A fresh queue has room, unless it was made with none.
+        if frames.try_send(snapshot.into()).is_ok() {
+            self.viewers.push(Viewer {
+                frames,
+                gone,
+                dropped: 0,
+                owed: None,
+            });
+        }
+    }
+
+    pub fn viewers(&self) -> usize {
+        self.viewers.len()
+    }
+
+    fn any_owed(&self) -> bool {
+        self.viewers.iter().any(|v| v.owed.is_some())
+    }
+
+    /// Offer `batch` to every viewer. Returns it (for a local consumer) and
+    /// whether any frame was queued.
+    pub fn broadcast(&mut self, batch: Batch) -> (Batch, bool) {
+        let mut batch = batch;
+        self.present.absorb(&batch);
+        let engine_dropped = batch.dropped_events;
+        // Frames by the `dropped_events` they carry: nearly always just one.
+        let mut encoded: Vec<(u64, Frame)> = Vec::new();
+        let mut sent = false;
+        self.viewers.retain_mut(|v| {
+            if v.gone.load(Ordering::Relaxed) {
+                return false;
+            }
+            if v.frames.is_full() {
+                v.dropped += batch.events.len() as u64;
+                v.owed.get_or_insert_with(Owed::default).absorb(&batch);
+                return true;
+            }
+            // Only this thread sends, so a queue that is not full takes the
+            // next frame.
+            let frame = match v.owed.take() {
+                None => {
+                    let dropped = engine_dropped + v.dropped;
+                    match encoded.iter().find(|(d, _)| *d == dropped) {
+                        Some((_, f)) => f.clone(),
+                        None => {
+                            batch.dropped_events = dropped;
+                            let f: Frame = encode_batch(&batch).into();
+                            encoded.push((dropped, f.clone()));
+                            f
+                        }
+                    }
+                }
+                Some(mut owed) => {
+                    // Catching up: what it is owed, updated, plus these events.
+                    owed.absorb(&batch);
+                    let mut merged = owed.into_batch(batch.seq);
+                    merged.events = batch.events.clone();
+                    merged.dropped_events = engine_dropped + v.dropped;
+                    encode_batch(&merged).into()
+                }
+            };
+            match v.frames.try_send(frame) {
+                Ok(()) => {
+                    sent = true;
+                    true
+                }
+                Err(TrySendError::Full(_)) => {
+                    v.dropped += batch.events.len() as u64;
+                    v.owed.get_or_insert_with(Owed::default).absorb(&batch);
+                    true
+                }
+                Err(TrySendError::Disconnected(_)) => false,
+            }
+        });
+        batch.dropped_events = engine_dropped;
+        (batch, sent)
+    }
+
+    /// Deliver what viewers that fell behind are owed, where there is room.
+    /// Returns whether any frame was queued.
+    pub fn retry_owed(&mut self) -> bool {
+        let seq = self.present.seq;
+        let engine_dropped = self.present.engine_dropped;
+        let mut sent = false;
+        self.viewers.retain_mut(|v| {
+            if v.gone.load(Ordering::Relaxed) {
+                return false;
+            }
+            if v.owed.is_none() || v.frames.is_full() {
+                return true;
+            }
+            let owed = v.owed.take().unwrap_or_default();
+            let mut batch = owed.into_batch(seq);
+            batch.dropped_events = engine_dropped + v.dropped;
+            match v.frames.try_send(encode_batch(&batch).into()) {
+                Ok(()) => {
+                    sent = true;
+                    true
+                }
+                Err(TrySendError::Full(_)) => {
+                    let mut owed = Owed::default();
+                    owed.absorb(&batch);
+                    v.owed = Some(owed);
+                    true
+                }
+                Err(TrySendError::Disconnected(_)) => false,
+            }
+        });
+        sent
+    }
+}
+
+/// The thread body. Ends when the engine stops (its batch channel closes)
+/// or the io thread is gone.
+pub fn run(
+    batches: Receiver<Batch>,
+    control: Receiver<ToFanout>,
+    relay: Sender<Batch>,
+    wake: Arc<Waker>,
+    viewers: Arc<AtomicUsize>,
+) {
+    let mut fanout = Fanout::default();
+    loop {
+        let timeout = if fanout.any_owed() {
+            RETRY
+        } else {
+            Duration::from_secs(1)
+        };
+        let sent = select! {
+            recv(batches) -> batch => match batch {
+                Ok(batch) => {
+                    let (batch, sent) = fanout.broadcast(batch);
+                    // The local consumer (headless summary) is best-effort.
+                    let _ = relay.try_send(batch);
+                    sent
+                }
+                Err(_) => break,
+            },
+            recv(control) -> msg => match msg {
+                Ok(ToFanout::Attach { frames, gone }) => {
+                    fanout.attach(frames, gone);
+                    true
+                }
+                Err(_) => break,
+            },
+            default(timeout) => fanout.retry_owed(),
+        };
+        viewers.store(fanout.viewers(), Ordering::Relaxed);
+        if sent {
+            let _ = wake.wake();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::wire::decode_batch;
+    use crate::protocol::{Event, EventKind, Mode};
+
+    fn counters(id: u64, rx: u64, state: ConnState) -> ConnCounters {
+        ConnCounters {
+            id: ConnId(id),
+            peer: "127.0.0.1:4000".parse().unwrap(),
+            opened_at: 0,
+            state,
+            rx_bytes: rx,
+            tx_bytes: 0,
+            queued_bytes: 0,
+            queued_msgs: 0,
+            queue_high_water: 0,
+            backpressure: false,
+            read_paused: false,
+            events: Default::default(),
+            last_activity: 0,
+        }
+    }
+
+    fn batch(seq: u64, events: usize, conn: Option<ConnCounters>) -> Batch {
+        Batch {
+            seq,
+            events: (0..events)
+                .map(|i| Event {
+                    at: i as u64,
+                    conn: None,
+                    kind: EventKind::ModeChanged { mode: Mode::Echo },
+                })
+                .collect(),
+            counters: conn.into_iter().collect(),
+            ..Batch::default()
+        }
+    }
+
+    fn recv(rx: &Receiver<Frame>) -> Batch {
+        decode_batch(&rx.try_recv().expect("a frame")).unwrap()
+    }
+
+    #[test]
+    fn slow_viewer_loses_events_not_counters_and_fast_viewer_loses_nothing() {
+        let mut f = Fanout::default();
+        let (fast_tx, fast) = crossbeam_channel::bounded(100);
+        let (slow_tx, slow) = crossbeam_channel::bounded(2);
+        f.attach(fast_tx, Default::default());
+        f.attach(slow_tx, Default::default());
+        assert_eq!(recv(&fast), Batch::default(), "empty snapshot");
+        // `slow` keeps its snapshot queued: one slot left.
+        f.broadcast(batch(1, 3, Some(counters(1, 10, ConnState::Open))));
+        f.broadcast(batch(2, 4, Some(counters(1, 20, ConnState::Open))));
+        f.broadcast(batch(3, 5, Some(counters(2, 5, ConnState::Open))));
+        for seq in 1..=3 {
+            let b = recv(&fast);
+            assert_eq!((b.seq, b.dropped_events), (seq, 0));
+        }
+        let _snapshot = recv(&slow);
+        let b1 = recv(&slow);
+        assert_eq!(b1.events.len(), 3);
+        assert!(slow.try_recv().is_err(), "batches 2 and 3 did not fit");
+        // Room again: the next batch carries the owed counters, its own
+        // events and the count of what was dropped.
+        let (_, sent) = f.broadcast(batch(4, 1, None));
+        assert!(sent);
+        let b = recv(&slow);
+        assert_eq!(b.events.len(), 1);
+        assert_eq!(b.dropped_events, 9);
+        let rx: Vec<_> = b.counters.iter().map(|c| (c.id.0, c.rx_bytes)).collect();
+        assert_eq!(rx, vec![(1, 20), (2, 5)]);
+        assert_eq!(
+            recv(&fast).dropped_events,
+            0,
+            "the fast viewer is unaffected"
+        );
+    }
+
+    #[test]
+    fn owed_data_is_retried_without_new_batches() {
+        let mut f = Fanout::default();
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        f.attach(tx, Default::default());
+        f.broadcast(batch(1, 2, Some(counters(7, 1, ConnState::Open))));
+        assert!(f.any_owed());
+        assert!(!f.retry_owed(), "still full");
+        let _snapshot = recv(&rx);
+        assert!(f.retry_owed());
+        let b = recv(&rx);
+        assert_eq!((b.events.len(), b.dropped_events), (0, 2));
+        assert_eq!(b.counters[0].rx_bytes, 1);
+    }
+
+    #[test]
+    fn late_viewer_sees_live_connections_and_stats() {
+        let mut f = Fanout::default();
+        f.broadcast(batch(1, 0, Some(counters(1, 1, ConnState::Open))));
+        f.broadcast(batch(2, 0, Some(counters(2, 1, ConnState::Open))));
+        f.broadcast(batch(
+            3,
+            0,
+            Some(counters(
+                1,
+                1,
+                ConnState::Closed(crate::protocol::CloseReason::PeerClosed),
+            )),
+        ));
+        let (tx, rx) = crossbeam_channel::bounded(4);
+        f.attach(tx, Default::default());
+        let snap = recv(&rx);
+        let ids: Vec<_> = snap
+            .counters
+            .iter()
+            .map(|c| (c.id.0, c.state.clone()))
+            .collect();
+        assert_eq!(ids.len(), 2);
+        assert_eq!(ids[1], (2, ConnState::Open), "closed rows first, then live");
+    }
+
+    #[test]
+    fn gone_viewers_are_forgotten() {
+        let mut f = Fanout::default();
+        let (tx, rx) = crossbeam_channel::bounded(4);
+        f.attach(tx, Default::default());
+        drop(rx);
+        f.broadcast(batch(1, 1, None));
+        assert_eq!(f.viewers(), 0, "receiver dropped");
+        // Marked gone while its queue is full: forgotten all the same.
+        let (tx, _rx) = crossbeam_channel::bounded(1);
+        let gone = Arc::new(AtomicBool::new(false));
+        f.attach(tx, gone.clone());
+        f.broadcast(batch(2, 1, None));
+        assert_eq!(f.viewers(), 1);
+        gone.store(true, Ordering::Relaxed);
+        f.broadcast(batch(3, 1, None));
+        assert_eq!(f.viewers(), 0, "gone");
+    }
+}

@@ -1,0 +1,530 @@
+//! The HTTP side of the control endpoint, as pure functions over a parsed
+//! request head: static files from the web root (and nothing outside it),
+//! and the checks a WebSocket upgrade must pass.
+//!
+//! Every response closes its connection; the viewer is a handful of files,
+//! fetched once.
+
+use percent_encoding::percent_decode_str;
+use std::fs;
+use std::net::IpAddr;
+use std::path::{Component, Path, PathBuf};
+
+/// A request head larger than this is refused (431).
+pub const MAX_HEAD: usize = 8 * 1024;
+pub const MAX_HEADERS: usize = 32;
+/// Larger files are not served (the viewer's wasm is about 5 MB).
+const MAX_FILE: u64 = 64 * 1024 * 1024;
+
+/// The parts of a request the endpoint looks at.
+#[derive(Clone, Debug, Default)]
+pub struct RequestHead {
+    pub method: String,
+    /// As sent: `/path?query`.
+    pub target: String,
+    /// Names lower-cased.
+    pub headers: Vec<(String, String)>,
+}
+
+impl RequestHead {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn header_has_token(&self, name: &str, token: &str) -> bool {
+        self.header(name).is_some_and(|v| {
+            v.split(',')
+                .any(|part| part.trim().eq_ignore_ascii_case(token))
+        })
+    }
+}
+
+/// What parsing the bytes read so far gave.
+#[derive(Debug)]
+pub enum Parsed {
+    /// The head and how many bytes of the buffer it took.
+    Complete(RequestHead, usize),
+    Partial,
+    /// A response to send before closing.
+    Invalid(Vec<u8>),
+}
+
+pub fn parse_head(buf: &[u8]) -> Parsed {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => {
+            let head = RequestHead {
+                method: req.method.unwrap_or_default().to_owned(),
+                target: req.path.unwrap_or_default().to_owned(),
+                headers: req
+                    .headers
+                    .iter()
+                    .map(|h| {
+                        (
+                            h.name.to_ascii_lowercase(),
+                            String::from_utf8_lossy(h.value).into_owned(),
+                        )
+                    })
+                    .collect(),
+            };
+            Parsed::Complete(head, n)
+        }
+        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => Parsed::Invalid(error(
+            431,
+            "Request Header Fields Too Large",
+            "request head too large",
+        )),
+        Ok(httparse::Status::Partial) => Parsed::Partial,
+        Err(httparse::Error::TooManyHeaders) => Parsed::Invalid(error(
+            431,
+            "Request Header Fields Too Large",
+            "too many headers",
+        )),
+        Err(e) => Parsed::Invalid(error(400, "Bad Request", &format!("bad request: {e}"))),
+    }
+}
+
+/// What the endpoint serves from.
+#[derive(Clone, Debug)]
+pub struct HttpConfig {
+    /// Canonical web root; `None` when it does not exist (viewer not built).
+    pub web_root: Option<PathBuf>,
+    /// The root as configured, for messages.
+    pub web_root_shown: PathBuf,
+    pub token: Option<String>,
+}
+
+impl HttpConfig {
+    pub fn new(web_root: &Path, token: Option<String>) -> Self {
+        HttpConfig {
+            web_root: web_root.canonicalize().ok().filter(|p| p.is_dir()),
+            web_root_shown: web_root.to_owned(),
+            token,
+        }
+    }
+}
+
+/// Where a request goes.
+#[derive(Debug)]
+pub enum Route {
+    /// Send this response, then close.
+    Reply(Vec<u8>),
+    /// Send this `101 Switching Protocols`, then speak WebSocket.
+    Upgrade(Vec<u8>),
+}
+
+pub fn route(head: &RequestHead, cfg: &HttpConfig) -> Route {
+    let head_only = match head.method.as_str() {
+        "GET" => false,
+        "HEAD" => true,
+        _ => {
+            return Route::Reply(error(
+                405,
+                "Method Not Allowed",
+                "only GET and HEAD are served",
+            ));
+        }
+    };
+    let (path, query) = head.target.split_once('?').unwrap_or((&head.target, ""));
+    if !path.starts_with('/') {
+        return Route::Reply(error(400, "Bad Request", "bad request target"));
+    }
+    if path == "/ws" {
+        if head_only {
+            return Route::Reply(error(405, "Method Not Allowed", "use GET to attach"));
+        }
+        return match check_upgrade(head, query, cfg) {
+            Ok(response) => Route::Upgrade(response),
+            Err(reply) => Route::Reply(reply),
+        };
+    }
+    Route::Reply(serve_static(path, cfg, head_only))
+}
+
+/// The `101` response for a valid, authorised upgrade, or the error reply.
+pub fn check_upgrade(
+    head: &RequestHead,
+    query: &str,
+    cfg: &HttpConfig,
+) -> Result<Vec<u8>, Vec<u8>> {
+    let key = head.header("sec-websocket-key");
+    if !head.header_has_token("upgrade", "websocket")
+        || !head.header_has_token("connection", "upgrade")
+        || head.header("sec-websocket-version") != Some("13")
+        || key.is_none()
+    {
+        return Err(error(
+            400,
+            "Bad Request",
+            "expected a WebSocket upgrade (version 13)",
+        ));
+    }
+    match &cfg.token {
+        Some(token) => {
+            let given = query_param(query, "token");
+            if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
+                return Err(error(401, "Unauthorized", "a valid ?token= is required"));
+            }
+        }
+        // Without a token the endpoint is loopback-only, and the browser is
+        // the way in: refuse pages of other sites (cross-site WebSocket
+        // hijacking) and host names that resolve to us (DNS rebinding).
+        None => check_same_machine_origin(head).map_err(|why| {
+            error(
+                403,
+                "Forbidden",
+                &format!("cross-origin viewer refused: {why}"),
+            )
+        })?,
+    }
+    let accept =
+        tungstenite::handshake::derive_accept_key(key.unwrap_or_default().trim().as_bytes());
+    Ok(format!(
+        "HTTP/1.1 101 Switching Protocols\r\n\
+         Upgrade: websocket\r\n\
+         Connection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {accept}\r\n\r\n"
+    )
+    .into_bytes())
+}
+
+/// `Host` must name this machine by address or as `localhost`, and an
+/// `Origin` (sent by browsers, not by native clients) must be that host.
+pub fn check_same_machine_origin(head: &RequestHead) -> Result<(), String> {
+    let host = head.header("host").ok_or("no Host header")?.trim();
+    if !is_local_host(host) {
+        return Err(format!("Host '{host}' is not this machine's address"));
+    }
+    if let Some(origin) = head.header("origin") {
+        let origin = origin.trim();
+        let same = origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"))
+            .is_some_and(|o| o.eq_ignore_ascii_case(host));
+        if !same {
+            return Err(format!("Origin '{origin}' is not http://{host}"));
+        }
+    }
+    Ok(())
+}
+
+fn is_local_host(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split_once(']').map(|(ip, _)| ip).unwrap_or(rest)
+    } else {
+        host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<IpAddr>().is_ok()
+}
+
+/// The percent-decoded value of `name` in a query string.
+pub fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then(|| {
+            let v = v.replace('+', " ");
+            percent_decode_str(&v).decode_utf8_lossy().into_owned()
+        })
+    })
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Why a path was not served.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refused {
+    BadRequest,
+    Forbidden,
+    NotFound,
+}
+
+/// The file under `root` (canonical) that a request path names. Only plain
+/// path segments are allowed; the result is canonicalized (resolving
+/// symlinks) and must still lie under `root`.
+pub fn resolve(root: &Path, path: &str) -> Result<PathBuf, Refused> {
+    let decoded = percent_decode_str(path)
+        .decode_utf8()
+        .map_err(|_| Refused::BadRequest)?;
+    if decoded.contains(['\0', '\\']) {
+        return Err(Refused::BadRequest);
+    }
+    let rel = decoded.trim_start_matches('/');
+    let mut full = root.to_path_buf();
+    for component in Path::new(rel).components() {
+        match component {
+            Component::Normal(part) if !part.to_string_lossy().starts_with('.') => full.push(part),
+            // `..`, `.`, a root or a drive prefix, or a hidden file.
+            _ => return Err(Refused::Forbidden),
+        }
+    }
+    let mut file = full.canonicalize().map_err(|_| Refused::NotFound)?;
+    if !file.starts_with(root) {
+        return Err(Refused::Forbidden);
+    }
+    if file.is_dir() {
+        file = file
+            .join("index.html")
+            .canonicalize()
+            .map_err(|_| Refused::NotFound)?;
+        if !file.starts_with(root) {
+            return Err(Refused::Forbidden);
+        }
+    }
+    if !file.is_file() {
+        return Err(Refused::NotFound);
+    }
+    Ok(file)
+}
+
+pub fn content_type(path: &Path) -> &'static str {
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    match ext.as_str() {
+        "html" | "htm" => "text/html; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "wasm" => "application/wasm",
+        "css" => "text/css; charset=utf-8",
+        "json" => "application/json",
+        "webmanifest" => "application/manifest+json",
+        "png" => "image/png",
+        "svg" => "image/svg+xml",
+        "ico" => "image/x-icon",
+        "txt" => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    }
+}
+
+fn serve_static(path: &str, cfg: &HttpConfig, head_only: bool) -> Vec<u8> {
+    let Some(root) = &cfg.web_root else {
+        let body = format!(
+            "<!doctype html><meta charset=utf-8><title>muxscope</title>\
+             <p>The web viewer is not built: no <code>{}</code>. Run \
+             <code>scripts/build-web.sh</code>, or pass <code>--web-root DIR</code>.</p>\n",
+            html_escape(&cfg.web_root_shown.display().to_string())
+        );
+        return response(
+            503,
+            "Service Unavailable",
+            "text/html; charset=utf-8",
+            body.as_bytes(),
+            head_only,
+        );
+    };
+    let file = match resolve(root, path) {
+        Ok(f) => f,
+        Err(Refused::BadRequest) => return error(400, "Bad Request", "bad path"),
+        Err(Refused::Forbidden) => return error(403, "Forbidden", "forbidden"),
+        Err(Refused::NotFound) => return error(404, "Not Found", "not found"),
+    };
+    let too_big = fs::metadata(&file)
+        .map(|m| m.len() > MAX_FILE)
+        .unwrap_or(true);
+    if too_big {
+        return error(404, "Not Found", "not found");
+    }
+    match fs::read(&file) {
+        Ok(body) => response(200, "OK", content_type(&file), &body, head_only),
+        Err(_) => error(404, "Not Found", "not found"),
+    }
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// A complete response that closes the connection.
+pub fn response(
+    status: u16,
+    reason: &str,
+    content_type: &str,
+    body: &[u8],
+    head_only: bool,
+) -> Vec<u8> {
+    let mut out = format!(
+        "HTTP/1.1 {status} {reason}\r\n\
+         Content-Type: {content_type}\r\n\
+         Content-Length: {}\r\n\
+         Cache-Control: no-cache\r\n\
+         X-Content-Type-Options: nosniff\r\n\
+         Referrer-Policy: no-referrer\r\n\
+         Connection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    if !head_only {
+        out.extend_from_slice(body);
+    }
+    out
+}
+
+pub fn error(status: u16, reason: &str, message: &str) -> Vec<u8> {
+    response(
+        status,
+        reason,
+        "text/plain; charset=utf-8",
+        format!("{message}\n").as_bytes(),
+        false,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(target: &str, headers: &[(&str, &str)]) -> RequestHead {
+        RequestHead {
+            method: "GET".into(),
+            target: target.into(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_ascii_lowercase(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    fn status(bytes: &[u8]) -> u16 {
+        let text = String::from_utf8_lossy(bytes);
+        text.split(' ').nth(1).unwrap().parse().unwrap()
+    }
+
+    const UPGRADE: [(&str, &str); 4] = [
+        ("Upgrade", "websocket"),
+        ("Connection", "keep-alive, Upgrade"),
+        ("Sec-WebSocket-Version", "13"),
+        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ];
+
+    fn upgrade_with(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+        UPGRADE.iter().chain(extra).copied().collect()
+    }
+
+    #[test]
+    fn parses_heads_and_refuses_huge_ones() {
+        let Parsed::Complete(h, n) = parse_head(b"GET /a?b HTTP/1.1\r\nHost: x\r\n\r\nrest") else {
+            panic!()
+        };
+        assert_eq!(
+            (h.method.as_str(), h.target.as_str(), n),
+            ("GET", "/a?b", 30)
+        );
+        assert_eq!(h.header("host"), Some("x"));
+        assert!(matches!(
+            parse_head(b"GET / HTTP/1.1\r\nHo"),
+            Parsed::Partial
+        ));
+        let big = [b"GET / HTTP/1.1\r\nX: ".as_slice(), &[b'a'; MAX_HEAD]].concat();
+        let Parsed::Invalid(r) = parse_head(&big) else {
+            panic!()
+        };
+        assert_eq!(status(&r), 431);
+        let Parsed::Invalid(r) = parse_head(b"\x00\x01garbage\r\n\r\n") else {
+            panic!()
+        };
+        assert_eq!(status(&r), 400);
+    }
+
+    #[test]
+    fn upgrade_answers_with_the_rfc_accept_key() {
+        let cfg = HttpConfig::new(Path::new("/nonexistent"), None);
+        let h = head("/ws", &upgrade_with(&[("Host", "127.0.0.1:8801")]));
+        let Route::Upgrade(r) = route(&h, &cfg) else {
+            panic!()
+        };
+        let text = String::from_utf8(r).unwrap();
+        assert!(text.starts_with("HTTP/1.1 101"));
+        // The example from RFC 6455, section 1.3.
+        assert!(text.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
+    }
+
+    #[test]
+    fn upgrade_needs_the_token_when_one_is_set() {
+        let cfg = HttpConfig::new(Path::new("/nonexistent"), Some("s3 cr&t".into()));
+        let h = upgrade_with(&[("Host", "example.org")]);
+        for (target, want) in [
+            ("/ws", 401),
+            ("/ws?token=wrong", 401),
+            ("/ws?token=s3", 401),
+            ("/ws?token=s3%20cr%26t", 101),
+            ("/ws?x=1&token=s3+cr%26t", 101),
+        ] {
+            let got = match route(&head(target, &h), &cfg) {
+                Route::Upgrade(r) | Route::Reply(r) => status(&r),
+            };
+            assert_eq!(got, want, "{target}");
+        }
+    }
+
+    #[test]
+    fn without_a_token_only_same_machine_pages_may_attach() {
+        let cfg = HttpConfig::new(Path::new("/nonexistent"), None);
+        for (host, origin, want) in [
+            ("127.0.0.1:8801", None, 101),
+            ("localhost:8801", Some("http://localhost:8801"), 101),
+            ("[::1]:8801", Some("http://[::1]:8801"), 101),
+            ("127.0.0.1:8801", Some("https://evil.example"), 403),
+            ("evil.example:8801", Some("http://evil.example:8801"), 403),
+            ("127.0.0.1:8801", Some("null"), 403),
+        ] {
+            let mut h = upgrade_with(&[("Host", host)]);
+            if let Some(o) = origin {
+                h.push(("Origin", o));
+            }
+            let got = match route(&head("/ws", &h), &cfg) {
+                Route::Upgrade(r) | Route::Reply(r) => status(&r),
+            };
+            assert_eq!(got, want, "{host} {origin:?}");
+        }
+    }
+
+    #[test]
+    fn plain_get_of_ws_is_a_bad_request() {
+        let cfg = HttpConfig::new(Path::new("/nonexistent"), None);
+        let Route::Reply(r) = route(&head("/ws", &[("Host", "127.0.0.1")]), &cfg) else {
+            panic!()
+        };
+        assert_eq!(status(&r), 400);
+        let mut h = head("/ws", &upgrade_with(&[("Host", "127.0.0.1")]));
+        h.method = "HEAD".into();
+        let Route::Reply(r) = route(&h, &cfg) else {
+            panic!()
+        };
+        assert_eq!(status(&r), 405);
+    }
+
+    #[test]
+    fn query_params_are_decoded() {
+        assert_eq!(
+            query_param("a=1&token=x%2By", "token").as_deref(),
+            Some("x+y")
+        );
+        assert_eq!(query_param("token", "token").as_deref(), Some(""));
+        assert_eq!(query_param("tokens=1", "token"), None);
+    }
+
+    #[test]
+    fn content_types() {
+        for (f, t) in [
+            ("a.wasm", "application/wasm"),
+            ("a.JS", "text/javascript; charset=utf-8"),
+            ("index.html", "text/html; charset=utf-8"),
+            ("manifest.json", "application/json"),
+            ("icon.png", "image/png"),
+            ("x", "application/octet-stream"),
+        ] {
+            assert_eq!(content_type(Path::new(f)), t);
+        }
+    }
+}

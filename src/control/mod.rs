@@ -1,0 +1,150 @@
+//! The control endpoint: lets viewers (the web build, or a window started
+//! with `--attach`) watch and steer a headless muxscope.
+//!
+//! `muxscope --headless --control ADDR` serves, on one port:
+//! - `GET /ws`: a WebSocket carrying the protocol (see [`wire`]): every
+//!   engine [`Batch`](crate::protocol::Batch) to every viewer, and viewers'
+//!   [`Command`](crate::protocol::Command)s back to the engine;
+//! - any other `GET`: the built web viewer, from `dist/` (or `--web-root`),
+//!   and never a file outside it.
+//!
+//! Two threads, neither of them the engine's:
+//! - **fan-out** consumes the engine's batches, encodes each once, and
+//!   offers it to every viewer through that viewer's bounded queue. A viewer
+//!   whose queue is full loses the batch's *events* (counted, and reported
+//!   to that viewer in `dropped_events`) while its counters, stats and
+//!   inspector snapshots are coalesced and delivered as soon as it catches
+//!   up. It never waits, so a stalled viewer slows neither the engine nor
+//!   the other viewers.
+//! - **io** runs one `mio` poll over the listening socket, HTTP requests and
+//!   WebSocket viewers: it writes queued frames while sockets accept them
+//!   and reads commands, which it forwards to the engine's commander.
+//!
+//! Only [`wire`] compiles for wasm32; the rest is native.
+
+pub mod wire;
+
+#[cfg(not(target_arch = "wasm32"))]
+mod fanout;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod http;
+#[cfg(not(target_arch = "wasm32"))]
+mod server;
+
+#[cfg(not(target_arch = "wasm32"))]
+pub use server::{CommandSink, ControlServer};
+
+#[cfg(not(target_arch = "wasm32"))]
+pub use native::*;
+
+#[cfg(not(target_arch = "wasm32"))]
+mod native {
+    use std::net::{SocketAddr, ToSocketAddrs};
+    use std::path::PathBuf;
+
+    /// The port `--control` uses when given only a host.
+    pub const DEFAULT_CONTROL_PORT: u16 = 8801;
+
+    /// How the control endpoint is set up.
+    #[derive(Clone, Debug)]
+    pub struct ControlOptions {
+        /// `HOST:PORT`, or a bare port, which binds loopback.
+        pub addr: String,
+        /// Required on the WebSocket as `?token=…` when set.
+        pub token: Option<String>,
+        /// Where the built web viewer is (Trunk's `dist/`).
+        pub web_root: PathBuf,
+        /// Viewers attached at once; more are turned away with 503.
+        pub max_viewers: usize,
+        /// Frames (batches) queued per viewer before its events are dropped.
+        pub viewer_queue: usize,
+    }
+
+    impl ControlOptions {
+        pub fn new(addr: impl Into<String>) -> Self {
+            ControlOptions {
+                addr: addr.into(),
+                token: None,
+                web_root: default_web_root(),
+                max_viewers: 32,
+                viewer_queue: 64,
+            }
+        }
+    }
+
+    /// `dist/` in the working directory if it is there, else the one next to
+    /// the sources this binary was built from (a development checkout).
+    pub fn default_web_root() -> PathBuf {
+        let here = PathBuf::from("dist");
+        if here.join("index.html").is_file() {
+            return here;
+        }
+        let built = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("dist");
+        if built.join("index.html").is_file() {
+            return built;
+        }
+        here
+    }
+
+    /// The address to bind: a bare port means loopback, so the endpoint is
+    /// only exposed to the network when the user names such an address.
+    pub fn resolve_addr(addr: &str) -> Result<SocketAddr, String> {
+        let addr = addr.trim();
+        if let Ok(port) = addr.parse::<u16>() {
+            return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+        }
+        match addr.to_socket_addrs() {
+            Ok(mut addrs) => addrs
+                .next()
+                .ok_or_else(|| format!("'{addr}' resolves to no address")),
+            Err(e) => Err(format!(
+                "cannot use '{addr}' as the control address ({e}); write HOST:PORT, e.g. 127.0.0.1:{DEFAULT_CONTROL_PORT}"
+            )),
+        }
+    }
+
+    /// Refuse to expose the endpoint beyond this machine without a token:
+    /// whoever reaches it can kick clients and send them bytes.
+    pub fn check_exposure(addr: SocketAddr, token: Option<&str>) -> Result<(), String> {
+        if token.is_some_and(|t| t.is_empty()) {
+            return Err("the control token must not be empty".to_owned());
+        }
+        if addr.ip().is_loopback() || token.is_some() {
+            return Ok(());
+        }
+        Err(format!(
+            "refusing to serve the control endpoint on {addr} without a token: anyone who can \
+             reach that address could kick your clients and inject bytes. Add --token SECRET \
+             (or set MUXSCOPE_TOKEN) and open the viewer with ?token=SECRET, or bind \
+             127.0.0.1:{port} to stay on this machine.",
+            port = addr.port()
+        ))
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bare_port_binds_loopback() {
+        assert_eq!(
+            resolve_addr("9000").unwrap(),
+            "127.0.0.1:9000".parse().unwrap()
+        );
+        assert_eq!(resolve_addr("[::1]:0").unwrap(), "[::1]:0".parse().unwrap());
+        assert!(resolve_addr("nonsense").is_err());
+    }
+
+    #[test]
+    fn network_bind_needs_a_token() {
+        let lo = "127.0.0.1:1".parse().unwrap();
+        let any = "0.0.0.0:1".parse().unwrap();
+        assert!(check_exposure(lo, None).is_ok());
+        assert!(check_exposure("[::1]:1".parse().unwrap(), None).is_ok());
+        let err = check_exposure(any, None).unwrap_err();
+        assert!(err.contains("--token"), "{err}");
+        assert!(check_exposure(any, Some("s3cret")).is_ok());
+        assert!(check_exposure(lo, Some("")).is_err());
+    }
+}

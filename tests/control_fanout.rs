@@ -1,0 +1,207 @@
+//! Fan-out over real sockets, fed by a stand-in engine: a viewer that stops
+//! reading loses events (counted, and told) but not counters, and neither
+//! the feed nor a viewer that keeps up is slowed by it.
+
+mod control_support;
+
+use control_support::*;
+use muxscope::control::wire::decode_batch;
+use muxscope::control::{ControlOptions, ControlServer};
+use muxscope::protocol::{Batch, Command, ConnCounters, ConnId, ConnState, Event, EventKind};
+use std::io::ErrorKind;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tungstenite::Message;
+
+fn counters(rx: u64) -> ConnCounters {
+    ConnCounters {
+        id: ConnId(1),
+        peer: "127.0.0.1:4000".parse().unwrap(),
+        opened_at: 0,
+        state: ConnState::Open,
+        rx_bytes: rx,
+        tx_bytes: 0,
+        queued_bytes: 0,
+        queued_msgs: 0,
+        queue_high_water: 0,
+        backpressure: false,
+        read_paused: false,
+        events: Default::default(),
+        last_activity: 0,
+    }
+}
+
+/// A big batch: 8192 events (the engine's largest) and conn 1's counters.
+fn batch(seq: u64) -> Batch {
+    Batch {
+        seq,
+        events: (0..8192)
+            .map(|i| Event {
+                at: seq * 10_000 + i,
+                conn: Some(ConnId(1)),
+                kind: EventKind::Read { n: 1000 + i as u32 },
+            })
+            .collect(),
+        counters: vec![counters(seq)],
+        ..Batch::default()
+    }
+}
+
+#[test]
+fn a_stalled_viewer_drops_events_keeps_counters_and_slows_nobody() {
+    let dir = TempDir::new("fanout");
+    let mut opts = ControlOptions::new("127.0.0.1:0");
+    opts.web_root = web_root(&dir);
+    opts.viewer_queue = 4;
+    let (batches_tx, batches_rx) = crossbeam_channel::bounded::<Batch>(1024);
+    let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded::<Command>();
+    let (server, relay) = ControlServer::start(
+        &opts,
+        batches_rx,
+        Box::new(move |c| {
+            let _ = cmd_tx.send(c);
+        }),
+    )
+    .unwrap();
+    let url = format!("ws://{}/ws", server.local_addr());
+    let mut fast = Viewer::attach(&url);
+    let mut stalled = Viewer::attach(&url);
+    let deadline = Instant::now() + STEP;
+    while server.viewers() != 2 {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+
+    // About 40 MB of frames: far more than the stalled viewer's queue and
+    // socket buffers hold. The feed waits for the fast viewer (so a slow
+    // test machine cannot make *it* drop), never for the stalled one.
+    const N: u64 = 600;
+    let progress = std::sync::Arc::new(AtomicU64::new(0));
+    // The fast viewer counts frames and decodes only the last one (decoding
+    // 40 MB in a debug build would take longer than the feed).
+    let reader = {
+        let progress = progress.clone();
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + 6 * STEP;
+            let mut frames = 0;
+            loop {
+                assert!(
+                    Instant::now() < deadline,
+                    "fast viewer timed out at {frames}"
+                );
+                match fast.ws.read() {
+                    Ok(Message::Binary(frame)) => {
+                        frames += 1;
+                        // The first frame is the attach snapshot.
+                        progress.store(frames - 1, Ordering::Relaxed);
+                        if frames - 1 == N {
+                            fast.absorb(decode_batch(&frame).unwrap());
+                            return (fast, frames);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(tungstenite::Error::Io(e))
+                        if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                    Err(e) => panic!("fast viewer: {e}"),
+                }
+            }
+        })
+    };
+    let started = Instant::now();
+    for seq in 1..=N {
+        let deadline = Instant::now() + STEP;
+        while progress.load(Ordering::Relaxed) + 2 < seq {
+            assert!(
+                Instant::now() < deadline,
+                "the fast viewer stalled at {seq}"
+            );
+            std::thread::yield_now();
+        }
+        batches_tx.send(batch(seq)).unwrap();
+        // The local consumer keeps up too.
+        while relay.try_recv().is_ok() {}
+    }
+    let fed_in = started.elapsed();
+    let (fast, frames) = reader.join().unwrap();
+    assert_eq!(frames, N + 1, "the fast viewer got every batch");
+    assert_eq!(fast.dropped_events, 0, "and was told it lost nothing");
+    assert_eq!(fast.counters.values().next().unwrap().rx_bytes, N);
+
+    // Now the stalled viewer reads: it missed events, knows how many, and
+    // still ends with the latest counters.
+    stalled.wait_for("the latest counters", |v| {
+        (v.counters.values().next().map(|c| c.rx_bytes) == Some(N)).then_some(())
+    });
+    // Anything still queued for it arrives within a moment.
+    let until = Instant::now() + Duration::from_millis(300);
+    while Instant::now() < until {
+        let _ = stalled.read_once();
+    }
+    assert!(
+        stalled.dropped_events > 0,
+        "the stalled viewer dropped events"
+    );
+    assert_eq!(
+        stalled.events + stalled.dropped_events,
+        N * 8192,
+        "every event was delivered or counted as dropped"
+    );
+    println!(
+        "fed {N} batches in {fed_in:?}; stalled viewer got {} events, dropped {}",
+        stalled.events, stalled.dropped_events
+    );
+    assert!(cmd_rx.try_recv().is_err(), "nothing reached the engine");
+    drop(server);
+}
+
+/// One viewer sends thousands of commands in a burst: every one reaches the
+/// engine, in order, and another viewer keeps getting its batches.
+#[test]
+fn a_flooding_viewer_is_served_in_turns() {
+    let dir = TempDir::new("flood");
+    let mut opts = ControlOptions::new("127.0.0.1:0");
+    opts.web_root = web_root(&dir);
+    let (batches_tx, batches_rx) = crossbeam_channel::bounded::<Batch>(1024);
+    let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded::<Command>();
+    let (server, _relay) = ControlServer::start(
+        &opts,
+        batches_rx,
+        Box::new(move |c| {
+            let _ = cmd_tx.send(c);
+        }),
+    )
+    .unwrap();
+    let url = format!("ws://{}/ws", server.local_addr());
+    let mut flooder = Viewer::attach(&url);
+    let mut watcher = Viewer::attach(&url);
+    const COMMANDS: u64 = 5000;
+    let flood = std::thread::spawn(move || {
+        for i in 0..COMMANDS {
+            let cmd = Command::Inspect { conn: ConnId(i) };
+            flooder
+                .ws
+                .write(Message::Text(muxscope::control::wire::encode_command(&cmd)))
+                .unwrap();
+        }
+        flooder.ws.flush().unwrap();
+        flooder
+    });
+    for seq in 1..=20 {
+        let mut b = batch(seq);
+        b.events.truncate(10);
+        batches_tx.send(b).unwrap();
+        watcher.wait_for("the batch", |v| {
+            (v.counters.values().next().map(|c| c.rx_bytes) == Some(seq)).then_some(())
+        });
+    }
+    let _flooder = flood.join().unwrap();
+    let deadline = Instant::now() + STEP;
+    let mut got = 0;
+    while got < COMMANDS {
+        let cmd = cmd_rx
+            .recv_deadline(deadline)
+            .expect("every command arrives");
+        assert_eq!(cmd, Command::Inspect { conn: ConnId(got) }, "in order");
+        got += 1;
+    }
+}
