@@ -58,7 +58,9 @@ async fn run() -> Result<(), String> {
                 }
                 let ctx = cc.egui_ctx.clone();
                 let backend = RemoteBackend::connect(url, move || ctx.request_repaint());
-                Ok(Box::new(MuxscopeApp::new(Box::new(backend), "")))
+                Ok(Box::new(
+                    MuxscopeApp::new(Box::new(backend), "").restore_from_storage(cc.storage),
+                ))
             }),
         )
         .await

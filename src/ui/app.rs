@@ -18,6 +18,9 @@ use web_time::Instant;
 /// Time a frame may spend folding batches in; the rest waits a frame.
 const DRAIN_BUDGET: Duration = Duration::from_millis(4);
 const MAX_RECENT: usize = 10;
+/// Where the layout lives in eframe's own storage (the browser's local
+/// storage on the web).
+pub const STORAGE_KEY: &str = "muxscope-layout";
 /// How often the crash-recovery copy of the layout is refreshed.
 const SNAPSHOT_EVERY: Duration = Duration::from_secs(2);
 
@@ -86,6 +89,19 @@ impl MuxscopeApp {
             last_snapshot: None,
             pending_mode: None,
         }
+    }
+
+    /// Arrange the panes as eframe's storage remembers (the web viewer's
+    /// last session). The engine is not steered: a viewer must not move
+    /// the server it watches.
+    pub fn restore_from_storage(mut self, storage: Option<&dyn eframe::Storage>) -> Self {
+        if let Some(text) = storage.and_then(|s| s.get_string(STORAGE_KEY)) {
+            match layout::parse(&text) {
+                Ok(l) => self.apply_layout(l, false),
+                Err(e) => self.notify(format!("Could not restore the last layout: {e}"), true),
+            }
+        }
+        self
     }
 
     pub fn with_files(mut self, files: AppFiles) -> Self {
@@ -253,6 +269,47 @@ impl MuxscopeApp {
         self.applied_style = Some((self.theme, self.zoom));
     }
 
+    /// Open, save and recent-layout entries of the File menu.
+    fn layout_file_items(&mut self, ui: &mut egui::Ui) {
+        let dir = self
+            .files
+            .layouts_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("."));
+        if ui.button("Open layout…").clicked() {
+            self.dialog = Some(FileDialog::new(DialogKind::Open, &dir, None));
+            ui.close();
+        }
+        if let Some(path) = self.layout_path.clone()
+            && ui
+                .button("Save layout")
+                .on_hover_text(path.display().to_string())
+                .clicked()
+        {
+            self.save_layout_to(&path);
+            ui.close();
+        }
+        if ui.button("Save layout as…").clicked() {
+            self.dialog = Some(FileDialog::new(
+                DialogKind::SaveAs,
+                &dir,
+                self.layout_path.as_deref(),
+            ));
+            ui.close();
+        }
+        ui.menu_button("Recent layouts", |ui| {
+            if self.recent.is_empty() {
+                ui.label(egui::RichText::new("none yet").weak());
+            }
+            for path in self.recent.clone() {
+                if ui.button(path.display().to_string()).clicked() {
+                    self.open_layout(&path);
+                    ui.close();
+                }
+            }
+        });
+    }
+
     fn menu_bar(&mut self, ui: &mut egui::Ui) {
         egui::MenuBar::new().ui(ui, |ui| {
             ui.menu_button("File", |ui| {
@@ -269,46 +326,14 @@ impl MuxscopeApp {
                     self.layout_path = None;
                     ui.close();
                 }
-                let dir = self
-                    .files
-                    .layouts_dir
-                    .clone()
-                    .unwrap_or_else(|| PathBuf::from("."));
-                if ui.button("Open layout…").clicked() {
-                    self.dialog = Some(FileDialog::new(DialogKind::Open, &dir, None));
-                    ui.close();
-                }
-                if let Some(path) = self.layout_path.clone()
-                    && ui
-                        .button("Save layout")
-                        .on_hover_text(path.display().to_string())
-                        .clicked()
-                {
-                    self.save_layout_to(&path);
-                    ui.close();
-                }
-                if ui.button("Save layout as…").clicked() {
-                    self.dialog = Some(FileDialog::new(
-                        DialogKind::SaveAs,
-                        &dir,
-                        self.layout_path.as_deref(),
-                    ));
-                    ui.close();
-                }
-                ui.menu_button("Recent layouts", |ui| {
-                    if self.recent.is_empty() {
-                        ui.label(egui::RichText::new("none yet").weak());
+                // A browser has no files to open or save: the web viewer
+                // keeps its layout in local storage instead.
+                if !cfg!(target_arch = "wasm32") {
+                    self.layout_file_items(ui);
+                    ui.separator();
+                    if ui.button("Quit").clicked() {
+                        ui.ctx().send_viewport_cmd(egui::ViewportCommand::Close);
                     }
-                    for path in self.recent.clone() {
-                        if ui.button(path.display().to_string()).clicked() {
-                            self.open_layout(&path);
-                            ui.close();
-                        }
-                    }
-                });
-                ui.separator();
-                if ui.button("Quit").clicked() {
-                    ui.ctx().send_viewport_cmd(egui::ViewportCommand::Close);
                 }
             });
             ui.menu_button("View", |ui| {
@@ -477,7 +502,9 @@ impl eframe::App for MuxscopeApp {
     }
 
     /// eframe calls this periodically (and on exit when it has storage).
-    fn save(&mut self, _storage: &mut dyn eframe::Storage) {
+    /// The layout also goes to eframe's storage, which is all a browser has.
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        eframe::set_value(storage, STORAGE_KEY, &self.layout());
         self.autosave();
     }
 
