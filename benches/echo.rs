@@ -21,15 +21,29 @@
 //! rate: on 2 vCPUs the load generator competes with the server for CPU, so
 //! CPU per request at a fixed rate is the fair comparison.
 //!
-//! Knobs (environment): `MUXSCOPE_BENCH_SECS` (measurement, default 5),
-//! `MUXSCOPE_BENCH_WARMUP_SECS` (default 1), `MUXSCOPE_BENCH_THREADS` (load
-//! threads, default 2), `MUXSCOPE_BENCH_RATE` (fixed rate, default 10000),
-//! `MUXSCOPE_BENCH_IDLE` (idle connections, default 10000).
+//! Each (server, load) gets `MUXSCOPE_BENCH_SECS` of measurement, split into
+//! `MUXSCOPE_BENCH_ROUNDS` windows that alternate engine, bare, bare, engine,
+//! each after a warm-up on a fresh child, so that whatever else the machine
+//! does at the time weighs on both servers alike. The table shows the median
+//! throughput of the rounds and their pooled CPU per request. The whole run
+//! takes about two minutes.
+//!
+//! Knobs (environment): `MUXSCOPE_BENCH_SECS` (default 10),
+//! `MUXSCOPE_BENCH_ROUNDS` (default 4), `MUXSCOPE_BENCH_WARMUP_SECS`
+//! (default 1), `MUXSCOPE_BENCH_THREADS` (load threads, default 2),
+//! `MUXSCOPE_BENCH_RATE` (the fixed rate, default 10000 req/s),
+//! `MUXSCOPE_BENCH_IDLE` (idle connections, default 10000),
+//! `MUXSCOPE_BENCH_FILTER` (run only rows whose label contains it, e.g.
+//! `@10k`, `50x512`, `idle`), `MUXSCOPE_BENCH_PERF=DIR` (`perf record -g`
+//! each server child during its measurement windows, into DIR). Diagnostic
+//! knobs that move the engine away from its defaults:
+//! `MUXSCOPE_BENCH_TRANSCRIPT` (bytes kept per direction, 0 = off) and
+//! `MUXSCOPE_BENCH_FLUSH_MS`.
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use muxscope::engine::{EngineConfig, EngineHandle};
-use muxscope::protocol::{Batch, ConnCounters, ConnId, EngineStats, EventKind};
+use muxscope::protocol::{Batch, ConnCounters, ConnId, EngineStats, Event, EventKind};
 use slab::Slab;
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -135,9 +149,18 @@ impl Viewer {
 }
 
 fn child_engine() -> Result<()> {
+    let defaults = EngineConfig::default();
+    // The defaults unless a diagnostic knob says otherwise.
     let config = EngineConfig {
         listen: Some("127.0.0.1:0".to_owned()),
-        ..EngineConfig::default()
+        transcript_limit: env_or("MUXSCOPE_BENCH_TRANSCRIPT", defaults.transcript_limit),
+        flush_interval: Duration::from_secs_f64(
+            env_or(
+                "MUXSCOPE_BENCH_FLUSH_MS",
+                defaults.flush_interval.as_secs_f64() * 1e3,
+            ) / 1e3,
+        ),
+        ..defaults
     };
     let engine = EngineHandle::spawn(config).map_err(|e| format!("engine: {e}"))?;
     let addr = engine
@@ -159,14 +182,21 @@ fn child_engine() -> Result<()> {
     engine.shutdown();
     let viewer = consumer.join().map_err(|_| "viewer panicked".to_owned())?;
     let accepted = viewer.stats.as_ref().map_or(0, |s| s.accepted_total);
+    // What the viewer's own table holds (hashbrown: one control byte per
+    // bucket), to tell it apart from the engine's memory in the RSS figure.
+    let table_bytes =
+        viewer.counters.capacity() * (std::mem::size_of::<(ConnId, ConnCounters)>() + 1);
     println!(
-        "SUMMARY batches={} events={} reads={} dropped={} conns={} accepted={}",
-        viewer.batches,
+        "SUMMARY events={} reads={} batches={} dropped={} accepted={} viewer_table={}KiB \
+         (Event {} B, ConnCounters {} B)",
         viewer.events,
         viewer.by_kind[2],
+        viewer.batches,
         viewer.dropped,
-        viewer.counters.len(),
-        accepted
+        accepted,
+        table_bytes / 1024,
+        std::mem::size_of::<Event>(),
+        std::mem::size_of::<ConnCounters>(),
     );
     Ok(())
 }
@@ -404,6 +434,23 @@ impl Server {
         Ok(field(14)? + field(15)?)
     }
 
+    /// Run time of each thread in nanoseconds, from the scheduler, keyed by
+    /// thread id, with the thread's name; `None` where the kernel does not
+    /// provide schedstat.
+    fn thread_cpu_ns(&self) -> Option<ThreadTimes> {
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", self.pid())).ok()?;
+        let mut times = ThreadTimes::new();
+        for task in tasks {
+            let dir = task.ok()?.path();
+            let tid: u32 = dir.file_name()?.to_str()?.parse().ok()?;
+            let text = std::fs::read_to_string(dir.join("schedstat")).ok()?;
+            let ns = text.split_whitespace().next()?.parse::<u64>().ok()?;
+            let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+            times.insert(tid, (name.trim().to_owned(), ns));
+        }
+        Some(times)
+    }
+
     fn rss_kb(&self) -> Result<u64> {
         let path = format!("/proc/{}/status", self.pid());
         let status = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
@@ -478,13 +525,83 @@ impl Load {
     }
 }
 
+type ThreadTimes = std::collections::BTreeMap<u32, (String, u64)>;
+
+/// One measurement window of one server.
 #[derive(Clone, Debug, Default)]
 struct Measured {
+    requests: u64,
+    secs: f64,
+    /// utime + stime of the server process, from `/proc/PID/stat`.
+    cpu_ticks: u64,
+    /// The same from the scheduler's per-thread nanosecond counters
+    /// (`/proc/PID/task/*/schedstat`), as a finer-grained cross-check and
+    /// to tell the engine's loop from its viewer: (thread name, ns).
+    threads: Option<Vec<(String, u64)>>,
+    /// The server's VmRSS at the end of the window.
+    rss_kb: u64,
+}
+
+impl Measured {
+    fn req_per_sec(&self) -> f64 {
+        self.requests as f64 / self.secs
+    }
+
+    fn cpu_secs(&self, ticks_per_sec: f64) -> f64 {
+        self.cpu_ticks as f64 / ticks_per_sec
+    }
+
+    fn cpu_us_per_req(&self, ticks_per_sec: f64) -> f64 {
+        self.cpu_secs(ticks_per_sec) * 1e6 / self.requests as f64
+    }
+
+    fn precise_us_per_req(&self) -> Option<f64> {
+        let total: u64 = self.threads.as_ref()?.iter().map(|(_, ns)| ns).sum();
+        Some(total as f64 / 1e3 / self.requests as f64)
+    }
+
+    /// Per-thread µs per request, e.g. `muxscope-engine 11.20 + viewer 1.30`.
+    fn thread_breakdown(&self) -> String {
+        let Some(threads) = &self.threads else {
+            return String::new();
+        };
+        let parts: Vec<String> = threads
+            .iter()
+            .filter(|(_, ns)| *ns > 0)
+            .map(|(name, ns)| format!("{name} {:.2}", *ns as f64 / 1e3 / self.requests as f64))
+            .collect();
+        parts.join(" + ")
+    }
+}
+
+/// What the table shows for one server under one load. Throughput is the
+/// median of the rounds, which shrugs off a round that something else on the
+/// machine disturbed. CPU per request pools the rounds (all ticks over all
+/// requests), which keeps the 10 ms tick quantisation small; per-request
+/// CPU hardly moves between rounds anyway (each round is printed as it runs).
+#[derive(Clone, Copy, Debug)]
+struct Figures {
     req_per_sec: f64,
     cpu_us_per_req: f64,
-    /// Server CPU over wall time (1.0 = one core busy).
-    cpu_share: f64,
-    summary: Option<String>,
+}
+
+impl Figures {
+    fn of(rounds: &[Measured], ticks_per_sec: f64) -> Figures {
+        let mut rates: Vec<f64> = rounds.iter().map(Measured::req_per_sec).collect();
+        rates.sort_by(f64::total_cmp);
+        let n = rates.len();
+        let req_per_sec = match n {
+            0 => f64::NAN,
+            _ if n % 2 == 1 => rates[n / 2],
+            _ => (rates[n / 2 - 1] + rates[n / 2]) / 2.0,
+        };
+        let ticks: u64 = rounds.iter().map(|m| m.cpu_ticks).sum();
+        let requests: u64 = rounds.iter().map(|m| m.requests).sum();
+        Figures {
+            req_per_sec,
+            cpu_us_per_req: ticks as f64 / ticks_per_sec * 1e6 / requests.max(1) as f64,
+        }
+    }
 }
 
 /// One load thread's completion count, alone on its cache line.
@@ -501,7 +618,11 @@ struct Client {
 struct Settings {
     threads: usize,
     warmup: Duration,
-    measure: Duration,
+    rounds: usize,
+    /// `measure` split over `rounds` alternating windows per server.
+    measure_round: Duration,
+    filter: String,
+    perf_dir: Option<String>,
     rate: f64,
     idle: usize,
     ticks_per_sec: f64,
@@ -531,24 +652,6 @@ fn run_load(server: &Server, load: Load, s: &Settings) -> Result<Measured> {
         groups[i % threads].push(stream);
     }
     let stop = Arc::new(AtomicBool::new(false));
-    let counters: Vec<Arc<Counter>> = (0..threads).map(|_| Arc::default()).collect();
-    let mut workers: Vec<JoinHandle<io::Result<()>>> = Vec::new();
-    for (group, counter) in groups.into_iter().zip(&counters) {
-        let stop = stop.clone();
-        let counter = counter.clone();
-        let rate = load.rate.map(|r| r / threads as f64);
-        let size = load.size;
-        let spawned = thread::Builder::new()
-            .name("load".into())
-            .spawn(move || drive(group, size, rate, &stop, &counter));
-        match spawned {
-            Ok(h) => workers.push(h),
-            Err(e) => {
-                stop.store(true, Ordering::Relaxed);
-                return Err(format!("load thread: {e}"));
-            }
-        }
-    }
     // Stop the load threads whatever happens below.
     struct StopOnDrop(Arc<AtomicBool>);
     impl Drop for StopOnDrop {
@@ -557,12 +660,44 @@ fn run_load(server: &Server, load: Load, s: &Settings) -> Result<Measured> {
         }
     }
     let _stop_guard = StopOnDrop(stop.clone());
+    let counters: Vec<Arc<Counter>> = (0..threads).map(|_| Arc::default()).collect();
+    let mut workers: Vec<JoinHandle<io::Result<()>>> = Vec::new();
+    for (group, counter) in groups.into_iter().zip(&counters) {
+        let thread_stop = stop.clone();
+        let counter = counter.clone();
+        let rate = load.rate.map(|r| r / threads as f64);
+        let size = load.size;
+        let worker = thread::Builder::new()
+            .name("load".into())
+            .spawn(move || drive(group, size, rate, &thread_stop, &counter))
+            .map_err(|e| format!("load thread: {e}"))?;
+        workers.push(worker);
+    }
 
     let completed = || -> u64 { counters.iter().map(|c| c.0.load(Ordering::Relaxed)).sum() };
     thread::sleep(s.warmup);
-    let (t0, n0, c0) = (Instant::now(), completed(), server.cpu_ticks()?);
-    thread::sleep(s.measure);
-    let (t1, n1, c1) = (Instant::now(), completed(), server.cpu_ticks()?);
+    let profiler = s
+        .perf_dir
+        .as_deref()
+        .map(|dir| Profiler::start(dir, server, &load))
+        .transpose()?;
+    let (t0, n0, c0, p0) = (
+        Instant::now(),
+        completed(),
+        server.cpu_ticks()?,
+        server.thread_cpu_ns(),
+    );
+    thread::sleep(s.measure_round);
+    let (t1, n1, c1, p1) = (
+        Instant::now(),
+        completed(),
+        server.cpu_ticks()?,
+        server.thread_cpu_ns(),
+    );
+    if let Some(p) = profiler {
+        p.stop();
+    }
+    let rss_kb = server.rss_kb()?;
     stop.store(true, Ordering::Relaxed);
     for w in workers {
         match w.join() {
@@ -571,18 +706,64 @@ fn run_load(server: &Server, load: Load, s: &Settings) -> Result<Measured> {
             Err(_) => return Err("load thread panicked".to_owned()),
         }
     }
-    let secs = (t1 - t0).as_secs_f64();
     let requests = n1.saturating_sub(n0);
     if requests == 0 {
         return Err(format!("{}: no request completed", load.label()));
     }
-    let cpu_secs = (c1 - c0) as f64 / s.ticks_per_sec;
     Ok(Measured {
-        req_per_sec: requests as f64 / secs,
-        cpu_us_per_req: cpu_secs * 1e6 / requests as f64,
-        cpu_share: cpu_secs / secs,
-        summary: None,
+        requests,
+        secs: (t1 - t0).as_secs_f64(),
+        cpu_ticks: c1.saturating_sub(c0),
+        rss_kb,
+        threads: p0.zip(p1).map(|(before, after)| {
+            after
+                .into_iter()
+                .map(|(tid, (name, ns))| {
+                    let was = before.get(&tid).map_or(0, |(_, b)| *b);
+                    (name, ns.saturating_sub(was))
+                })
+                .collect()
+        }),
     })
+}
+
+/// `perf record` of one server child during a measurement window, for
+/// `MUXSCOPE_BENCH_PERF=DIR`.
+struct Profiler(Child);
+
+impl Profiler {
+    fn start(dir: &str, server: &Server, load: &Load) -> Result<Profiler> {
+        let name = format!(
+            "{dir}/{}-{}.data",
+            server.role.name(),
+            load.label().replace([' ', '/', '@'], "_")
+        );
+        let child = Command::new("perf")
+            .args(["record", "-q", "-F", "4999", "-g", "-o", &name, "-p"])
+            .arg(server.pid().to_string())
+            .stdout(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("perf: {e}"))?;
+        // perf needs a moment to attach.
+        thread::sleep(Duration::from_millis(200));
+        Ok(Profiler(child))
+    }
+
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Profiler {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }
 
 /// Closed-loop driver of some connections on one poll. With `rate`, a
@@ -639,14 +820,14 @@ fn drive(
     let start = Instant::now();
     let mut sent: u64 = 0;
     let mut done: u64 = 0;
-    let max_debt = clients.len() as u64;
+    // Tokens that find every connection busy (or the thread descheduled)
+    // are kept for at most 50 ms, so a stall does not turn into a long burst.
+    let max_debt = rate.map_or(0, |r| (r * 0.05) as u64).max(1);
     while !stop.load(Ordering::Relaxed) {
         let mut timeout = Duration::from_millis(10);
         if let Some(r) = rate {
             let elapsed = start.elapsed().as_secs_f64();
             let allowed = (elapsed * r) as u64;
-            // Tokens that find every connection busy do not pile up into a
-            // burst beyond one request per connection.
             sent = sent.max(allowed.saturating_sub(max_debt));
             while sent < allowed {
                 let Some(i) = idle.pop_front() else { break };
@@ -749,83 +930,114 @@ fn idle_rss(role: Role, s: &Settings) -> Result<(f64, Option<String>)> {
     let per_conn = (after.saturating_sub(before) * 1024) as f64 / s.idle as f64;
     Ok((per_conn, server.finish()))
 }
-
 // ==== the parent: the report ================================================
 
 fn verdict(ok: bool) -> &'static str {
     if ok { "PASS" } else { "MISS" }
 }
 
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".to_owned())
+}
+
 fn run_parent() -> Result<()> {
+    let measure = Duration::from_secs_f64(env_or("MUXSCOPE_BENCH_SECS", 10.0f64).max(0.5));
+    let rounds = env_or("MUXSCOPE_BENCH_ROUNDS", 4usize).max(1);
     let s = Settings {
         threads: env_or("MUXSCOPE_BENCH_THREADS", 2usize).max(1),
         warmup: Duration::from_secs_f64(env_or("MUXSCOPE_BENCH_WARMUP_SECS", 1.0f64).max(0.0)),
-        measure: Duration::from_secs_f64(env_or("MUXSCOPE_BENCH_SECS", 5.0f64).max(0.5)),
+        rounds,
+        measure_round: measure / rounds as u32,
+        filter: std::env::var("MUXSCOPE_BENCH_FILTER").unwrap_or_default(),
+        perf_dir: std::env::var("MUXSCOPE_BENCH_PERF").ok(),
         rate: env_or("MUXSCOPE_BENCH_RATE", 10_000.0f64).max(1.0),
         idle: env_or("MUXSCOPE_BENCH_IDLE", 10_000usize).max(1),
         ticks_per_sec: clock_ticks_per_sec(),
     };
     println!(
-        "echo bench: {} load threads, {:.0} s warm-up + {:.0} s per measurement, \
-         {} CPUs, {} clock ticks/s; servers are child processes, 127.0.0.1 only",
+        "echo bench: {} load threads; per server and load {} alternating rounds of \
+         {:.1} s warm-up + {:.1} s measured; {} CPUs, {} clock ticks/s, load average {}",
         s.threads,
+        s.rounds,
         s.warmup.as_secs_f64(),
-        s.measure.as_secs_f64(),
+        s.measure_round.as_secs_f64(),
         thread::available_parallelism().map_or(0, |n| n.get()),
-        s.ticks_per_sec
+        s.ticks_per_sec,
+        loadavg()
     );
+    let tps = s.ticks_per_sec;
+    let roles = [Role::Engine, Role::Bare];
     let shapes = [(50, 512), (1000, 64)];
-    let mut rows: Vec<(Load, Measured, Measured)> = Vec::new();
+    let mut rows: Vec<(Load, Figures, Figures)> = Vec::new();
     for (conns, size) in shapes {
         for rate in [None, Some(s.rate)] {
             let load = Load { conns, size, rate };
-            let mut result = [Measured::default(), Measured::default()];
-            for (slot, role) in [Role::Engine, Role::Bare].into_iter().enumerate() {
-                let server = Server::start(role)?;
-                let mut m = run_load(&server, load, &s)
-                    .map_err(|e| format!("{} under {}: {e}", role.name(), load.label()))?;
-                m.summary = server.finish();
-                println!(
-                    "  {:<26} {:<6} {:>9.0} req/s {:>7.2} us CPU/req  server CPU {:>5.1}%{}",
-                    load.label(),
-                    role.name(),
-                    m.req_per_sec,
-                    m.cpu_us_per_req,
-                    m.cpu_share * 100.0,
-                    match (&m.summary, role) {
-                        (Some(sum), Role::Engine) => format!("  [{sum}]"),
-                        _ => String::new(),
-                    }
-                );
-                result[slot] = m;
+            if !load.label().contains(&s.filter) {
+                continue;
             }
-            let [engine, bare] = result;
+            let mut rounds: [Vec<Measured>; 2] = [Vec::new(), Vec::new()];
+            for round in 0..s.rounds {
+                // engine, bare, bare, engine, ...: a drift in what else the
+                // machine does hits both servers alike.
+                let order: [usize; 2] = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+                for slot in order {
+                    let role = roles[slot];
+                    let server = Server::start(role)?;
+                    let m = run_load(&server, load, &s)
+                        .map_err(|e| format!("{} under {}: {e}", role.name(), load.label()))?;
+                    let summary = server.finish();
+                    println!(
+                        "  {:<22} {:<6} {:>7.0} req/s  {:>6.2} us/req (schedstat {}: {})  \
+                         server CPU {:>5.1}%  RSS {:.1} MiB{}",
+                        load.label(),
+                        role.name(),
+                        m.req_per_sec(),
+                        m.cpu_us_per_req(tps),
+                        m.precise_us_per_req()
+                            .map_or_else(|| "n/a".to_owned(), |u| format!("{u:.2}")),
+                        m.thread_breakdown(),
+                        m.cpu_secs(tps) / m.secs * 100.0,
+                        m.rss_kb as f64 / 1024.0,
+                        match (summary, role) {
+                            (Some(sum), Role::Engine) => format!("  [{sum}]"),
+                            _ => String::new(),
+                        }
+                    );
+                    rounds[slot].push(m);
+                }
+            }
+            let [engine, bare] = rounds.map(|r| Figures::of(&r, tps));
             rows.push((load, engine, bare));
         }
     }
-    let mut rss = [0.0f64; 2];
-    for (slot, role) in [Role::Engine, Role::Bare].into_iter().enumerate() {
-        let (per_conn, summary) = idle_rss(role, &s)?;
-        println!(
-            "  {} idle conns{:<13} {:<6} {:>9.0} B RSS/conn{}",
-            s.idle,
-            "",
-            role.name(),
-            per_conn,
-            match (&summary, role) {
-                (Some(sum), Role::Engine) => format!("  [{sum}]"),
-                _ => String::new(),
-            }
-        );
-        rss[slot] = per_conn;
+    let mut rss: Option<[f64; 2]> = None;
+    if "idle".contains(&s.filter) {
+        let mut per_conn = [0.0f64; 2];
+        for (slot, role) in roles.into_iter().enumerate() {
+            let (bytes, summary) = idle_rss(role, &s)?;
+            println!(
+                "  {:<22} {:<6} {:>7.0} B RSS/conn{}",
+                format!("{} idle conns", s.idle),
+                role.name(),
+                bytes,
+                match (summary, role) {
+                    (Some(sum), Role::Engine) => format!("  [{sum}]"),
+                    _ => String::new(),
+                }
+            );
+            per_conn[slot] = bytes;
+        }
+        rss = Some(per_conn);
     }
 
     println!();
     println!(
-        "{:<40} {:>10} {:>10} {:>8}  {:<10} {}",
-        "measurement", "engine", "bare", "eng/bare", "target", "result"
+        "{:<38} {:>10} {:>10} {:>9}  {:<9} result",
+        "measurement", "engine", "bare", "eng/bare", "target"
     );
-    println!("{}", "-".repeat(90));
+    println!("{}", "-".repeat(86));
     for (load, engine, bare) in &rows {
         let label = load.label();
         let tput = engine.req_per_sec / bare.req_per_sec;
@@ -837,7 +1049,7 @@ fn run_parent() -> Result<()> {
             Some(_) => ("(fixed)".to_owned(), ""),
         };
         println!(
-            "{:<40} {:>10.0} {:>10.0} {:>7.2}x  {:<10} {}",
+            "{:<38} {:>10.0} {:>10.0} {:>8.3}x  {:<9} {}",
             format!("{label}: req/s"),
             engine.req_per_sec,
             bare.req_per_sec,
@@ -847,7 +1059,7 @@ fn run_parent() -> Result<()> {
         );
         let cpu = engine.cpu_us_per_req / bare.cpu_us_per_req;
         println!(
-            "{:<40} {:>10.2} {:>10.2} {:>7.2}x  {:<10} {}",
+            "{:<38} {:>10.2} {:>10.2} {:>8.3}x  {:<9} {}",
             format!("{label}: server CPU us/req"),
             engine.cpu_us_per_req,
             bare.cpu_us_per_req,
@@ -856,21 +1068,26 @@ fn run_parent() -> Result<()> {
             verdict(cpu <= TARGET_CPU)
         );
     }
-    println!(
-        "{:<40} {:>10.0} {:>10.0} {:>7.2}x  {:<10} {}",
-        format!("{} idle conns: RSS B/conn", s.idle),
-        rss[0],
-        rss[1],
-        rss[0] / rss[1].max(1.0),
-        format!("<= {TARGET_RSS:.0} B"),
-        verdict(rss[0] <= TARGET_RSS)
-    );
+    if let Some([engine, bare]) = rss {
+        println!(
+            "{:<38} {:>10.0} {:>10.0} {:>8.3}x  {:<9} {}",
+            format!("{} idle conns: RSS B/conn", s.idle),
+            engine,
+            bare,
+            engine / bare.max(1.0),
+            format!("<= {TARGET_RSS:.0} B"),
+            verdict(engine <= TARGET_RSS)
+        );
+    }
     println!();
     println!(
-        "CPU is utime+stime of the server process (engine: event loop + viewer thread) \
-         from /proc/PID/stat, 1 tick = {:.0} ms. On 2 vCPUs the fixed-rate rows are the \
-         fair CPU comparison; flat out, the load generator competes for the same cores.",
-        1000.0 / s.ticks_per_sec
+        "Server CPU = utime+stime of the server process (engine: event loop + viewer thread) \
+         from /proc/PID/stat, 1 tick = {:.0} ms; schedstat above is the ns-precise cross-check; \
+         the table shows the median req/s of the rounds and their pooled CPU per request. \
+         On 2 vCPUs the fixed-rate rows are the fair CPU comparison: flat out, the load \
+         generator competes with the server for the same cores. Load average at the end: {}.",
+        1000.0 / s.ticks_per_sec,
+        loadavg()
     );
     Ok(())
 }
