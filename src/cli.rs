@@ -33,6 +33,11 @@ pub struct Cli {
     #[arg(long, value_name = "BYTES", default_value_t = 1024 * 1024)]
     pub queue_limit: usize,
 
+    /// Bytes of conversation kept per client and direction for the
+    /// inspector (0 keeps none).
+    #[arg(long, value_name = "BYTES", default_value_t = crate::engine::DEFAULT_TRANSCRIPT_LIMIT)]
+    pub transcript_bytes: usize,
+
     /// With --headless: serve the web viewer and its WebSocket (/ws) on
     /// ADDR. A bare port (or no value) binds 127.0.0.1 only.
     #[arg(
@@ -108,6 +113,7 @@ impl Cli {
             mode: self.mode.unwrap_or_default(),
             queue_limit: self.queue_limit.max(1),
             low_water: self.queue_limit / 4,
+            transcript_limit: self.transcript_bytes,
             ..EngineConfig::default()
         }
     }

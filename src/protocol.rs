@@ -331,11 +331,11 @@ pub enum ConnState {
 /// Per-kind counts of readiness events seen for one connection.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventCounts {
-    pub readable: u64,
-    pub writable: u64,
-    pub read_closed: u64,
-    pub write_closed: u64,
-    pub error: u64,
+    pub readable: u32,
+    pub writable: u32,
+    pub read_closed: u32,
+    pub write_closed: u32,
+    pub error: u32,
 }
 
 /// The latest numbers of one connection. These are sent whenever they change

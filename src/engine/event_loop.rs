@@ -12,7 +12,7 @@
 //! - every event may be spurious, so handlers tolerate `WouldBlock`.
 
 use super::EngineConfig;
-use super::connection::Connection;
+use super::connection::{Connection, Phase};
 use super::listener::{self, ACCEPT_BACKOFF_MAX, ACCEPT_BACKOFF_MIN};
 use super::publish::Publisher;
 use crate::protocol::*;
@@ -71,7 +71,9 @@ pub struct EventLoop {
     /// Slab keys whose counters changed since the last flush.
     dirty: Vec<usize>,
     /// Slab keys of gracefully kicked clients waiting for the peer's FIN.
-    lingering: Vec<usize>,
+    /// Gracefully kicked clients waiting for the peer's FIN, with the time
+    /// they are closed anyway.
+    lingering: Vec<(usize, Instant)>,
     /// Clients that used up their read budget and still have input: they
     /// are read again after the next (zero-timeout) poll.
     read_again: Vec<(usize, ConnId)>,
@@ -210,10 +212,8 @@ impl EventLoop {
         for d in candidates.into_iter().flatten() {
             deadline = deadline.min(d);
         }
-        for &key in &self.lingering {
-            if let Some(d) = self.conns.get(key).and_then(|c| c.linger_until) {
-                deadline = deadline.min(d);
-            }
+        for &(_, until) in &self.lingering {
+            deadline = deadline.min(until);
         }
         Some(deadline.saturating_duration_since(Instant::now()))
     }
@@ -271,13 +271,8 @@ impl EventLoop {
             let expired: Vec<usize> = self
                 .lingering
                 .iter()
-                .copied()
-                .filter(|&k| {
-                    self.conns
-                        .get(k)
-                        .and_then(|c| c.linger_until)
-                        .is_some_and(|t| clock >= t)
-                })
+                .filter(|&&(_, until)| clock >= until)
+                .map(|&(key, _)| key)
                 .collect();
             for key in expired {
                 self.close(key, CloseReason::Kicked(KickMode::Graceful), false);
@@ -463,13 +458,7 @@ impl EventLoop {
         }
         let id = ConnId(self.next_id);
         self.next_id += 1;
-        entry.insert(Connection::new(
-            id,
-            stream,
-            peer,
-            self.now,
-            self.config.transcript_limit,
-        ));
+        entry.insert(Connection::new(id, stream, peer, self.now));
         self.ids.insert(id, key);
         self.accepted_total += 1;
         self.emit(Some(id), EventKind::Accepted { peer });
@@ -487,11 +476,12 @@ impl EventLoop {
         };
         let id = conn.id;
         let counts = &mut conn.events;
-        counts.readable += r.has(Readiness::READABLE) as u64;
-        counts.writable += r.has(Readiness::WRITABLE) as u64;
-        counts.read_closed += r.has(Readiness::READ_CLOSED) as u64;
-        counts.write_closed += r.has(Readiness::WRITE_CLOSED) as u64;
-        counts.error += r.has(Readiness::ERROR) as u64;
+        let bump = |count: &mut u32, flag| *count = count.saturating_add(r.has(flag) as u32);
+        bump(&mut counts.readable, Readiness::READABLE);
+        bump(&mut counts.writable, Readiness::WRITABLE);
+        bump(&mut counts.read_closed, Readiness::READ_CLOSED);
+        bump(&mut counts.write_closed, Readiness::WRITE_CLOSED);
+        bump(&mut counts.error, Readiness::ERROR);
         self.emit(Some(id), EventKind::Readiness(r));
         self.touch(key);
 
@@ -522,13 +512,14 @@ impl EventLoop {
     /// Returns false if the connection was closed.
     fn flush_queue(&mut self, key: usize) -> bool {
         let now = self.now;
+        let limit = self.config.transcript_limit;
         let conn = &mut self.conns[key];
         if conn.queue.is_empty() {
             return true;
         }
         let transcript = &mut conn.transcript;
         let result = conn.queue.write_to(&mut conn.stream, |chunk| {
-            transcript.record(now, Direction::Tx, chunk)
+            transcript.record(limit, now, Direction::Tx, chunk)
         });
         let id = conn.id;
         match result {
@@ -572,8 +563,8 @@ impl EventLoop {
             match conn.stream.read(&mut self.read_buf) {
                 Ok(0) => {
                     conn.read_eof = true;
-                    if conn.state == ConnState::Open {
-                        conn.state = ConnState::HalfClosed;
+                    if conn.phase == Phase::Open {
+                        conn.phase = Phase::HalfClosed;
                     }
                     self.emit(Some(id), EventKind::PeerHalfClosed);
                     self.touch(key);
@@ -616,6 +607,7 @@ impl EventLoop {
     /// Handle `n` fresh bytes in `read_buf`. Returns false if closed.
     fn on_bytes_read(&mut self, key: usize, n: usize) -> bool {
         let now = self.now;
+        let limit = self.config.transcript_limit;
         let mode = self.mode;
         let conn = &mut self.conns[key];
         let id = conn.id;
@@ -623,7 +615,7 @@ impl EventLoop {
         conn.rx_bytes += n as u64;
         self.rx_total += n as u64;
         if mode != Mode::Discard {
-            conn.transcript.record(now, Direction::Rx, data);
+            conn.transcript.record(limit, now, Direction::Rx, data);
         }
         self.events_total += 1;
         self.publisher.event(Event {
@@ -633,7 +625,7 @@ impl EventLoop {
         });
         self.touch(key);
         let conn = &mut self.conns[key];
-        let echo = mode == Mode::Echo && conn.state != ConnState::Closing;
+        let echo = mode == Mode::Echo && conn.phase != Phase::Closing;
         if !echo {
             return true;
         }
@@ -647,6 +639,7 @@ impl EventLoop {
                     Ok(0) => break,
                     Ok(w) => {
                         conn.transcript.record(
+                            limit,
                             now,
                             Direction::Tx,
                             &self.read_buf[written..written + w],
@@ -707,14 +700,14 @@ impl EventLoop {
         let mode = self.mode;
         let conn = &mut self.conns[key];
         let flushed = conn.queue.is_empty();
-        match conn.state {
+        match conn.phase {
             // In manual mode a half-closed client may still be answered by
             // hand (think HTTP/1.0), so it stays until kicked.
-            ConnState::HalfClosed if flushed && mode != Mode::Manual => {
+            Phase::HalfClosed if flushed && mode != Mode::Manual => {
                 self.close(key, CloseReason::PeerClosed, false);
                 return;
             }
-            ConnState::Closing if flushed && !conn.write_shut => {
+            Phase::Closing if flushed && !conn.write_shut => {
                 conn.write_shut = true;
                 let _ = conn.stream.shutdown(Shutdown::Write);
                 if conn.read_eof {
@@ -723,10 +716,9 @@ impl EventLoop {
                 }
                 // Wait for the peer's FIN: closing with unread input would
                 // make the kernel send RST and could destroy what we sent.
-                conn.linger_until = Some(Instant::now() + GRACEFUL_LINGER);
-                self.lingering.push(key);
+                self.lingering.push((key, Instant::now() + GRACEFUL_LINGER));
             }
-            ConnState::Closing if conn.write_shut && conn.read_eof => {
+            Phase::Closing if conn.write_shut && conn.read_eof => {
                 self.close(key, CloseReason::Kicked(KickMode::Graceful), false);
                 return;
             }
@@ -755,16 +747,17 @@ impl EventLoop {
     fn close(&mut self, key: usize, reason: CloseReason, reset: bool) {
         let mut conn = self.conns.remove(key);
         self.ids.remove(&conn.id);
-        self.lingering.retain(|&k| k != key);
+        self.lingering.retain(|&(k, _)| k != key);
         let _ = self.poll.registry().deregister(&mut conn.stream);
         if reset {
             // SO_LINGER 0 turns close() into an RST.
             let _ = socket2::SockRef::from(&conn.stream).set_linger(Some(Duration::ZERO));
         }
-        conn.state = ConnState::Closed(reason.clone());
         conn.last_activity = self.now;
+        let mut last = conn.counters();
+        last.state = ConnState::Closed(reason.clone());
         self.emit(Some(conn.id), EventKind::Closed { reason });
-        self.publisher.final_counters(conn.counters());
+        self.publisher.final_counters(last);
         drop(conn);
         // A descriptor just came free: accept what waits in the backlog.
         if self.accept_retry_at.is_some() {
@@ -803,7 +796,7 @@ impl EventLoop {
                         KickMode::Reset => self.close(key, CloseReason::Kicked(mode), true),
                         KickMode::Graceful => {
                             let conn = &mut self.conns[key];
-                            conn.state = ConnState::Closing;
+                            conn.phase = Phase::Closing;
                             // Keep reading (and discarding) so input never
                             // piles up unread, which would end in RST.
                             let was_paused = std::mem::take(&mut conn.read_paused);

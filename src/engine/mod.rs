@@ -26,6 +26,11 @@ use std::time::Duration;
 
 pub use crate::protocol::DEFAULT_LISTEN;
 
+/// Bytes of conversation kept per client and direction. Enough to read a
+/// hand-driven exchange; small enough that 10,000 busy clients stay in
+/// hundreds of megabytes, and the copy stays in cache.
+pub const DEFAULT_TRANSCRIPT_LIMIT: usize = 16 * 1024;
+
 #[derive(Clone)]
 pub struct EngineConfig {
     /// Where to listen at start; `None` starts without a listener.
@@ -52,9 +57,11 @@ impl Default for EngineConfig {
             mode: Mode::Echo,
             queue_limit: 1024 * 1024,
             low_water: 256 * 1024,
-            transcript_limit: 64 * 1024,
+            transcript_limit: DEFAULT_TRANSCRIPT_LIMIT,
             channel_capacity: 1024,
-            flush_interval: Duration::from_millis(5),
+            // Below the UI's 30 Hz wake-up there is nothing to gain, and
+            // each batch costs the consumer a wake-up.
+            flush_interval: Duration::from_millis(15),
             notify: None,
         }
     }

@@ -122,8 +122,11 @@ impl Publisher {
         self.seq += 1;
         batch.seq = self.seq;
         batch.dropped_events = self.dropped_events;
+        let sent_events = batch.events.len();
         match self.tx.try_send(batch) {
             Ok(()) => {
+                // The next batch will likely be as big: allocate once.
+                self.pending.events = Vec::with_capacity(sent_events);
                 self.owe_notify(now);
                 true
             }

@@ -17,8 +17,15 @@ struct Message {
     origin: Origin,
 }
 
+/// Eight bytes until first used: most clients of an echo server never
+/// queue anything, because the loop writes straight from the read buffer.
 #[derive(Debug, Default)]
 pub struct ByteQueue {
+    inner: Option<Box<Inner>>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
     messages: VecDeque<Message>,
     /// How much of the front message was already written.
     front_offset: usize,
@@ -40,9 +47,10 @@ impl ByteQueue {
         if bytes.is_empty() {
             return;
         }
-        self.len += bytes.len() as u64;
-        self.high_water = self.high_water.max(self.len);
-        self.messages.push_back(Message {
+        let q = self.inner.get_or_insert_with(Box::default);
+        q.len += bytes.len() as u64;
+        q.high_water = q.high_water.max(q.len);
+        q.messages.push_back(Message {
             bytes,
             queued_at,
             origin,
@@ -50,27 +58,30 @@ impl ByteQueue {
     }
 
     pub fn len(&self) -> u64 {
-        self.len
+        self.inner.as_ref().map_or(0, |q| q.len)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
     }
 
     pub fn message_count(&self) -> u32 {
-        self.messages.len() as u32
+        self.inner.as_ref().map_or(0, |q| q.messages.len() as u32)
     }
 
     pub fn high_water(&self) -> u64 {
-        self.high_water
+        self.inner.as_ref().map_or(0, |q| q.high_water)
     }
 
     pub fn snapshot(&self) -> Vec<QueuedMessage> {
-        self.messages
+        let Some(q) = &self.inner else {
+            return Vec::new();
+        };
+        q.messages
             .iter()
             .enumerate()
             .map(|(i, m)| QueuedMessage {
-                len: (m.bytes.len() - if i == 0 { self.front_offset } else { 0 }) as u32,
+                len: (m.bytes.len() - if i == 0 { q.front_offset } else { 0 }) as u32,
                 queued_at: m.queued_at,
                 origin: m.origin,
             })
@@ -89,8 +100,11 @@ impl ByteQueue {
         mut on_write: impl FnMut(&[u8]),
     ) -> io::Result<Flush> {
         let mut flush = Flush::default();
-        while let Some(front) = self.messages.front() {
-            let pending = &front.bytes[self.front_offset..];
+        let Some(q) = &mut self.inner else {
+            return Ok(flush);
+        };
+        while let Some(front) = q.messages.front() {
+            let pending = &front.bytes[q.front_offset..];
             match writer.write(pending) {
                 Ok(0) => {
                     return Err(io::Error::new(
@@ -102,11 +116,11 @@ impl ByteQueue {
                     on_write(&pending[..n]);
                     flush.written += n as u64;
                     flush.writes.push(n as u32);
-                    self.len -= n as u64;
-                    self.front_offset += n;
-                    if self.front_offset == front.bytes.len() {
-                        self.messages.pop_front();
-                        self.front_offset = 0;
+                    q.len -= n as u64;
+                    q.front_offset += n;
+                    if q.front_offset == front.bytes.len() {
+                        q.messages.pop_front();
+                        q.front_offset = 0;
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -117,9 +131,9 @@ impl ByteQueue {
                 Err(e) => return Err(e),
             }
         }
-        if self.messages.is_empty() && self.messages.capacity() > 64 {
+        if q.messages.is_empty() && q.messages.capacity() > 64 {
             // A burst that is over should not pin its memory per client.
-            self.messages.shrink_to(8);
+            q.messages.shrink_to(8);
         }
         Ok(flush)
     }

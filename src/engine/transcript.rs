@@ -51,19 +51,18 @@ struct Rings {
     segments: VecDeque<Segment>,
 }
 
-#[derive(Debug)]
+/// One pointer while idle; the limit comes from the engine's config with
+/// each call rather than being stored in every connection.
+#[derive(Debug, Default)]
 pub struct Transcript {
-    limit: usize,
     rings: Option<Box<Rings>>,
 }
 
 impl Transcript {
-    pub fn new(limit: usize) -> Self {
-        Transcript { limit, rings: None }
-    }
-
-    pub fn record(&mut self, at: Micros, dir: Direction, data: &[u8]) {
-        if self.limit == 0 || data.is_empty() {
+    /// Record `data` moving in `dir`, keeping at most `limit` bytes per
+    /// direction.
+    pub fn record(&mut self, limit: usize, at: Micros, dir: Direction, data: &[u8]) {
+        if limit == 0 || data.is_empty() {
             return;
         }
         let rings = self.rings.get_or_insert_with(|| {
@@ -77,8 +76,20 @@ impl Transcript {
             Direction::Rx => &mut rings.rx,
             Direction::Tx => &mut rings.tx,
         };
-        ring.push(data, self.limit);
+        ring.push(data, limit);
         let end = ring.total;
+        // Forget index entries whose bytes have all fallen out of their
+        // ring; otherwise the index, not the bytes, dominates memory.
+        while let Some(front) = rings.segments.front() {
+            let oldest = match front.dir {
+                Direction::Rx => rings.rx.oldest(),
+                Direction::Tx => rings.tx.oldest(),
+            };
+            if front.end > oldest {
+                break;
+            }
+            rings.segments.pop_front();
+        }
         // Consecutive moves in one direction within one poll iteration read
         // best as one chunk.
         if let Some(last) = rings.segments.back_mut()
@@ -161,11 +172,11 @@ mod tests {
 
     #[test]
     fn interleaves_directions_in_order() {
-        let mut t = Transcript::new(64);
-        t.record(1, Direction::Rx, b"ping");
-        t.record(1, Direction::Tx, b"pi");
-        t.record(1, Direction::Tx, b"ng");
-        t.record(2, Direction::Rx, b"bye");
+        let mut t = Transcript::default();
+        t.record(64, 1, Direction::Rx, b"ping");
+        t.record(64, 1, Direction::Tx, b"pi");
+        t.record(64, 1, Direction::Tx, b"ng");
+        t.record(64, 2, Direction::Rx, b"bye");
         assert_eq!(
             text(&t.snapshot()),
             vec![
@@ -179,10 +190,10 @@ mod tests {
 
     #[test]
     fn keeps_only_the_last_limit_bytes_per_direction() {
-        let mut t = Transcript::new(8);
-        t.record(1, Direction::Rx, b"0123456");
-        t.record(2, Direction::Rx, b"789ab");
-        t.record(3, Direction::Tx, b"xyz");
+        let mut t = Transcript::default();
+        t.record(8, 1, Direction::Rx, b"0123456");
+        t.record(8, 2, Direction::Rx, b"789ab");
+        t.record(8, 3, Direction::Tx, b"xyz");
         let snap = t.snapshot();
         assert_eq!(
             text(&snap),
@@ -194,13 +205,34 @@ mod tests {
         );
         assert_eq!(t.dropped(), (4, 0));
         // A single write larger than the limit keeps its tail.
-        t.record(4, Direction::Tx, b"abcdefghijkl");
+        t.record(8, 4, Direction::Tx, b"abcdefghijkl");
         assert_eq!(text(&t.snapshot()).last().unwrap().1, "efghijkl");
     }
 
     #[test]
+    fn index_forgets_segments_whose_bytes_fell_out() {
+        let mut t = Transcript::default();
+        for i in 0..1000 {
+            t.record(16, i, Direction::Rx, b"abcd");
+        }
+        let held = t.rings.as_ref().unwrap().segments.len();
+        assert!(held <= 5, "{held} segments kept for 16 bytes");
+        assert_eq!(text(&t.snapshot()).concat_text(), "abcdabcdabcdabcd");
+    }
+
+    trait ConcatText {
+        fn concat_text(&self) -> String;
+    }
+
+    impl ConcatText for Vec<(Direction, String)> {
+        fn concat_text(&self) -> String {
+            self.iter().map(|(_, s)| s.as_str()).collect()
+        }
+    }
+
+    #[test]
     fn idle_transcript_allocates_nothing() {
-        let t = Transcript::new(65536);
+        let t = Transcript::default();
         assert!(t.rings.is_none());
         assert!(t.snapshot().is_empty());
     }
