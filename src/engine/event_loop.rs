@@ -638,13 +638,12 @@ impl EventLoop {
                 match conn.stream.write(&self.read_buf[written..n]) {
                     Ok(0) => break,
                     Ok(w) => {
-                        conn.transcript.record(
-                            limit,
-                            now,
-                            Direction::Tx,
-                            &self.read_buf[written..written + w],
-                        );
                         written += w;
+                        // These are the bytes just recorded as received:
+                        // the transcript references them instead of
+                        // copying them again.
+                        let rx_end = conn.transcript.rx_end() - (n - written) as u64;
+                        conn.transcript.record_echo(limit, now, rx_end, w);
                         conn.tx_bytes += w as u64;
                         self.tx_total += w as u64;
                         self.events_total += 1;

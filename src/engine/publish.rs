@@ -125,8 +125,9 @@ impl Publisher {
         let sent_events = batch.events.len();
         match self.tx.try_send(batch) {
             Ok(()) => {
-                // The next batch will likely be as big: allocate once.
-                self.pending.events = Vec::with_capacity(sent_events);
+                // The next batch will likely be as big: allocate once (but
+                // do not pin a burst's worth of memory while idle).
+                self.pending.events = Vec::with_capacity(sent_events.min(1024));
                 self.owe_notify(now);
                 true
             }

@@ -13,9 +13,14 @@ use std::collections::VecDeque;
 /// one-byte exchanges.
 const MAX_SEGMENTS: usize = 8192;
 
+/// The last `limit` bytes of one direction. The buffer grows with use up
+/// to `limit` and then overwrites its oldest bytes in place: two `memcpy`s
+/// per record at most, and no reallocation once a busy client is warm.
 #[derive(Debug, Default)]
 struct DirRing {
-    bytes: VecDeque<u8>,
+    buf: Vec<u8>,
+    /// Index of the oldest byte once the buffer is full (0 until then).
+    start: usize,
     /// Bytes ever recorded in this direction; the ring holds the tail.
     total: u64,
 }
@@ -23,32 +28,102 @@ struct DirRing {
 impl DirRing {
     fn push(&mut self, data: &[u8], limit: usize) {
         self.total += data.len() as u64;
-        let data = &data[data.len().saturating_sub(limit)..];
-        let overflow = (self.bytes.len() + data.len()).saturating_sub(limit);
-        self.bytes.drain(..overflow);
-        self.bytes.extend(data);
+        let mut data = &data[data.len().saturating_sub(limit)..];
+        let room = limit - self.buf.len();
+        if room > 0 {
+            let n = room.min(data.len());
+            if self.buf.capacity() < self.buf.len() + n {
+                let want = (self.buf.capacity() * 2).max(self.buf.len() + n).max(256);
+                self.buf.reserve_exact(want.min(limit) - self.buf.len());
+            }
+            self.buf.extend_from_slice(&data[..n]);
+            data = &data[n..];
+        }
+        while !data.is_empty() {
+            let n = (self.buf.len() - self.start).min(data.len());
+            self.buf[self.start..self.start + n].copy_from_slice(&data[..n]);
+            self.start = (self.start + n) % self.buf.len();
+            data = &data[n..];
+        }
     }
 
     /// Offset (in `total` terms) of the oldest byte still held.
     fn oldest(&self) -> u64 {
-        self.total - self.bytes.len() as u64
+        self.total - self.buf.len() as u64
+    }
+
+    /// Append the held bytes at offsets `from..to` to `out`.
+    fn copy_range(&self, from: u64, to: u64, out: &mut Vec<u8>) {
+        let len = self.buf.len();
+        let first = (self.start + (from - self.oldest()) as usize) % len.max(1);
+        let n = (to - from) as usize;
+        let head = n.min(len - first);
+        out.extend_from_slice(&self.buf[first..first + head]);
+        out.extend_from_slice(&self.buf[..n - head]);
     }
 }
 
 #[derive(Debug, Clone, Copy)]
 struct Segment {
     at: Micros,
+    /// Which way the bytes moved.
     dir: Direction,
-    /// Offset just past this segment's bytes in its direction.
+    /// Which ring holds them: an echo written straight from the read
+    /// buffer is stored once, in the rx ring, and only referenced here.
+    src: Direction,
+    /// Offset just past this segment's bytes in the `src` ring.
     end: u64,
     len: u32,
 }
 
-#[derive(Debug)]
+impl Segment {
+    fn start(&self) -> u64 {
+        self.end - self.len as u64
+    }
+}
+
+#[derive(Debug, Default)]
 struct Rings {
     rx: DirRing,
     tx: DirRing,
+    /// Bytes ever moved each way (tx counts echoes stored in the rx ring).
+    moved_rx: u64,
+    moved_tx: u64,
     segments: VecDeque<Segment>,
+}
+
+impl Rings {
+    fn ring(&self, src: Direction) -> &DirRing {
+        match src {
+            Direction::Rx => &self.rx,
+            Direction::Tx => &self.tx,
+        }
+    }
+
+    /// Add a segment, merging it into the last one when it continues it
+    /// (same direction, same ring, same poll iteration, contiguous).
+    fn index(&mut self, seg: Segment) {
+        // Forget entries whose bytes have all fallen out of their ring;
+        // otherwise the index, not the bytes, dominates memory.
+        while let Some(front) = self.segments.front() {
+            if front.end > self.ring(front.src).oldest() {
+                break;
+            }
+            self.segments.pop_front();
+        }
+        if let Some(last) = self.segments.back_mut()
+            && (last.dir, last.src, last.at, last.end) == (seg.dir, seg.src, seg.at, seg.start())
+            && last.len as u64 + seg.len as u64 <= u32::MAX as u64
+        {
+            last.end = seg.end;
+            last.len += seg.len;
+            return;
+        }
+        if self.segments.len() == MAX_SEGMENTS {
+            self.segments.pop_front();
+        }
+        self.segments.push_back(seg);
+    }
 }
 
 /// One pointer while idle; the limit comes from the engine's config with
@@ -65,71 +140,75 @@ impl Transcript {
         if limit == 0 || data.is_empty() {
             return;
         }
-        let rings = self.rings.get_or_insert_with(|| {
-            Box::new(Rings {
-                rx: DirRing::default(),
-                tx: DirRing::default(),
-                segments: VecDeque::new(),
-            })
-        });
+        let rings = self.rings.get_or_insert_with(Box::default);
         let ring = match dir {
-            Direction::Rx => &mut rings.rx,
-            Direction::Tx => &mut rings.tx,
+            Direction::Rx => {
+                rings.moved_rx += data.len() as u64;
+                &mut rings.rx
+            }
+            Direction::Tx => {
+                rings.moved_tx += data.len() as u64;
+                &mut rings.tx
+            }
         };
         ring.push(data, limit);
         let end = ring.total;
-        // Forget index entries whose bytes have all fallen out of their
-        // ring; otherwise the index, not the bytes, dominates memory.
-        while let Some(front) = rings.segments.front() {
-            let oldest = match front.dir {
-                Direction::Rx => rings.rx.oldest(),
-                Direction::Tx => rings.tx.oldest(),
-            };
-            if front.end > oldest {
-                break;
-            }
-            rings.segments.pop_front();
-        }
-        // Consecutive moves in one direction within one poll iteration read
-        // best as one chunk.
-        if let Some(last) = rings.segments.back_mut()
-            && last.dir == dir
-            && last.at == at
-            && last.len as usize + data.len() <= u32::MAX as usize
-        {
-            last.end = end;
-            last.len += data.len() as u32;
-            return;
-        }
-        if rings.segments.len() == MAX_SEGMENTS {
-            rings.segments.pop_front();
-        }
-        rings.segments.push_back(Segment {
+        rings.index(Segment {
             at,
             dir,
+            src: dir,
             end,
             len: data.len() as u32,
         });
     }
 
+    /// Bytes received so far, as offsets in the rx ring: the bytes of the
+    /// latest `record(.., Rx, data)` end here.
+    pub fn rx_end(&self) -> u64 {
+        self.rings.as_ref().map_or(0, |r| r.rx.total)
+    }
+
+    /// Record `len` bytes sent that are the received bytes ending at
+    /// `rx_end` (an echo straight from the read buffer), without copying
+    /// them a second time.
+    pub fn record_echo(&mut self, limit: usize, at: Micros, rx_end: u64, len: usize) {
+        if limit == 0 || len == 0 {
+            return;
+        }
+        let Some(rings) = &mut self.rings else {
+            return;
+        };
+        rings.moved_tx += len as u64;
+        rings.index(Segment {
+            at,
+            dir: Direction::Tx,
+            src: Direction::Rx,
+            end: rx_end,
+            len: len as u32,
+        });
+    }
+
     /// Bytes that fell out of the rings, per direction (rx, tx).
     pub fn dropped(&self) -> (u64, u64) {
-        match &self.rings {
-            None => (0, 0),
-            Some(r) => {
-                let held = |ring: &DirRing, dir| {
-                    r.segments
-                        .iter()
-                        .filter(|s| s.dir == dir)
-                        .map(|s| s.end.min(ring.total) - (s.end - s.len as u64).max(ring.oldest()))
-                        .sum::<u64>()
-                };
-                (
-                    r.rx.total - held(&r.rx, Direction::Rx).min(r.rx.total),
-                    r.tx.total - held(&r.tx, Direction::Tx).min(r.tx.total),
-                )
-            }
-        }
+        let Some(r) = &self.rings else {
+            return (0, 0);
+        };
+        let held = |dir| {
+            r.segments
+                .iter()
+                .filter(|s| s.dir == dir)
+                .map(|s| {
+                    let ring = r.ring(s.src);
+                    s.end
+                        .min(ring.total)
+                        .saturating_sub(s.start().max(ring.oldest()))
+                })
+                .sum::<u64>()
+        };
+        (
+            r.moved_rx.saturating_sub(held(Direction::Rx)),
+            r.moved_tx.saturating_sub(held(Direction::Tx)),
+        )
     }
 
     pub fn snapshot(&self) -> Vec<TranscriptChunk> {
@@ -139,20 +218,17 @@ impl Transcript {
         r.segments
             .iter()
             .filter_map(|s| {
-                let ring = match s.dir {
-                    Direction::Rx => &r.rx,
-                    Direction::Tx => &r.tx,
-                };
-                let start = (s.end - s.len as u64).max(ring.oldest());
+                let ring = r.ring(s.src);
+                let start = s.start().max(ring.oldest());
                 if start >= s.end {
                     return None;
                 }
-                let from = (start - ring.oldest()) as usize;
-                let to = (s.end - ring.oldest()) as usize;
+                let mut bytes = Vec::with_capacity((s.end - start) as usize);
+                ring.copy_range(start, s.end, &mut bytes);
                 Some(TranscriptChunk {
                     at: s.at,
                     dir: s.dir,
-                    bytes: ring.bytes.range(from..to).copied().collect(),
+                    bytes,
                 })
             })
             .collect()
@@ -207,6 +283,46 @@ mod tests {
         // A single write larger than the limit keeps its tail.
         t.record(8, 4, Direction::Tx, b"abcdefghijkl");
         assert_eq!(text(&t.snapshot()).last().unwrap().1, "efghijkl");
+    }
+
+    #[test]
+    fn ring_wraps_in_place_and_reads_back_in_order() {
+        let mut t = Transcript::default();
+        let mut expected = Vec::new();
+        for i in 0..200u32 {
+            let chunk: Vec<u8> = (0..(i % 7 + 1)).map(|j| (i * 7 + j) as u8).collect();
+            t.record(50, i as u64, Direction::Tx, &chunk);
+            expected.extend_from_slice(&chunk);
+        }
+        let got: Vec<u8> = t.snapshot().iter().flat_map(|c| c.bytes.clone()).collect();
+        assert_eq!(got, expected[expected.len() - 50..]);
+        let ring = &t.rings.as_ref().unwrap().tx;
+        assert_eq!(ring.buf.capacity(), 50, "never allocates past the limit");
+    }
+
+    #[test]
+    fn echoes_are_referenced_not_copied() {
+        let mut t = Transcript::default();
+        t.record(64, 1, Direction::Rx, b"hello world");
+        let end = t.rx_end();
+        // The socket took the first 5 bytes, then the rest.
+        t.record_echo(64, 1, end - 11 + 5, 5);
+        t.record_echo(64, 1, end, 6);
+        assert_eq!(
+            text(&t.snapshot()),
+            vec![
+                (Direction::Rx, "hello world".into()),
+                (Direction::Tx, "hello world".into()),
+            ]
+        );
+        assert!(
+            t.rings.as_ref().unwrap().tx.buf.is_empty(),
+            "no second copy"
+        );
+        assert_eq!(t.dropped(), (0, 0));
+        // When the received bytes fall out, so does their echo.
+        t.record(64, 2, Direction::Rx, &[b'x'; 64]);
+        assert_eq!(t.dropped(), (11, 11));
     }
 
     #[test]
