@@ -16,8 +16,8 @@ use egui::{Pos2, RawInput, Rect, vec2};
 use muxscope::backend::{Backend, BackendStatus, drain_with};
 use muxscope::monitor::{Column, Monitor, Sort};
 use muxscope::protocol::{
-    Batch, Command, ConnCounters, ConnDetail, ConnId, ConnState, Direction, EngineStats, Event,
-    EventCounts, EventKind, IoOp, ListenState, Micros, Mode, Origin, Readiness, TranscriptChunk,
+    Batch, Command, ConnCounters, ConnDetail, ConnId, Direction, EngineStats, Event, EventKind,
+    IoOp, ListenState, Micros, Mode, Origin, Readiness, TranscriptChunk,
 };
 use muxscope::ui::MuxscopeApp;
 use std::cell::RefCell;
@@ -115,21 +115,7 @@ fn peer(i: usize) -> SocketAddr {
 impl FakeBackend {
     fn new(shared: Rc<RefCell<Shared>>, hot: Option<ConnId>, transcript_bytes: usize) -> Self {
         let conns = (0..CONNECTIONS)
-            .map(|i| ConnCounters {
-                id: ConnId(i as u64 + 1),
-                peer: peer(i),
-                opened_at: i as Micros * 10,
-                state: ConnState::Open,
-                rx_bytes: 0,
-                tx_bytes: 0,
-                queued_bytes: 0,
-                queued_msgs: 0,
-                queue_high_water: 0,
-                backpressure: false,
-                read_paused: false,
-                events: EventCounts::default(),
-                last_activity: i as Micros * 10,
-            })
+            .map(|i| ConnCounters::opened(ConnId(i as u64 + 1), peer(i), i as Micros * 10))
             .collect();
         FakeBackend {
             rng: Rng(0x9E37_79B9_7F4A_7C15),

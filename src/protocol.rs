@@ -360,6 +360,27 @@ pub struct ConnCounters {
     pub last_activity: Micros,
 }
 
+impl ConnCounters {
+    /// A client just accepted: open, nothing moved yet.
+    pub fn opened(id: ConnId, peer: SocketAddr, at: Micros) -> Self {
+        ConnCounters {
+            id,
+            peer,
+            opened_at: at,
+            state: ConnState::Open,
+            rx_bytes: 0,
+            tx_bytes: 0,
+            queued_bytes: 0,
+            queued_msgs: 0,
+            queue_high_water: 0,
+            backpressure: false,
+            read_paused: false,
+            events: EventCounts::default(),
+            last_activity: at,
+        }
+    }
+}
+
 /// Whether the engine is accepting clients.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ListenState {

@@ -7,7 +7,7 @@ mod control_support;
 use control_support::*;
 use muxscope::control::wire::decode_batch;
 use muxscope::control::{ControlOptions, ControlServer};
-use muxscope::protocol::{Batch, Command, ConnCounters, ConnId, ConnState, Event, EventKind};
+use muxscope::protocol::{Batch, Command, ConnCounters, ConnId, Event, EventKind};
 use std::io::ErrorKind;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -15,19 +15,8 @@ use tungstenite::Message;
 
 fn counters(rx: u64) -> ConnCounters {
     ConnCounters {
-        id: ConnId(1),
-        peer: "127.0.0.1:4000".parse().unwrap(),
-        opened_at: 0,
-        state: ConnState::Open,
         rx_bytes: rx,
-        tx_bytes: 0,
-        queued_bytes: 0,
-        queued_msgs: 0,
-        queue_high_water: 0,
-        backpressure: false,
-        read_paused: false,
-        events: Default::default(),
-        last_activity: 0,
+        ..ConnCounters::opened(ConnId(1), "127.0.0.1:4000".parse().unwrap(), 0)
     }
 }
 

@@ -301,19 +301,9 @@ mod tests {
 
     fn counters(id: u64, rx: u64, state: ConnState) -> ConnCounters {
         ConnCounters {
-            id: ConnId(id),
-            peer: "127.0.0.1:4000".parse().unwrap(),
-            opened_at: 0,
             state,
             rx_bytes: rx,
-            tx_bytes: 0,
-            queued_bytes: 0,
-            queued_msgs: 0,
-            queue_high_water: 0,
-            backpressure: false,
-            read_paused: false,
-            events: Default::default(),
-            last_activity: 0,
+            ..ConnCounters::opened(ConnId(id), "127.0.0.1:4000".parse().unwrap(), 0)
         }
     }
 

@@ -236,23 +236,14 @@ fn compare(a: &ConnCounters, b: &ConnCounters, column: Column) -> Ordering {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::protocol::{CloseReason, EventCounts};
+    use crate::protocol::CloseReason;
 
     pub fn row(id: u64, port: u16, rx: u64) -> ConnCounters {
+        let peer = format!("127.0.0.1:{port}").parse().unwrap();
         ConnCounters {
-            id: ConnId(id),
-            peer: format!("127.0.0.1:{port}").parse().unwrap(),
-            opened_at: id * 10,
-            state: ConnState::Open,
             rx_bytes: rx,
             tx_bytes: rx,
-            queued_bytes: 0,
-            queued_msgs: 0,
-            queue_high_water: 0,
-            backpressure: false,
-            read_paused: false,
-            events: EventCounts::default(),
-            last_activity: id * 10,
+            ..ConnCounters::opened(ConnId(id), peer, id * 10)
         }
     }
 

@@ -71,25 +71,21 @@ pub fn engine_time(at: u64) -> String {
 pub fn conn_action_buttons(ui: &mut Ui, targets: &[ConnId], read_paused: bool) -> Option<Command> {
     let targets = || Targets::Conns(targets.to_vec());
     let mut chosen = None;
-    if ui
-        .button("Kick (graceful)")
-        .on_hover_text("Flush the queue, then FIN")
-        .clicked()
-    {
-        chosen = Some(Command::Kick {
-            targets: targets(),
-            mode: KickMode::Graceful,
-        });
-    }
-    if ui
-        .button("Kick (reset)")
-        .on_hover_text("Close at once with RST")
-        .clicked()
-    {
-        chosen = Some(Command::Kick {
-            targets: targets(),
-            mode: KickMode::Reset,
-        });
+    let kicks = [
+        (
+            "Kick (graceful)",
+            "Flush the queue, then FIN",
+            KickMode::Graceful,
+        ),
+        ("Kick (reset)", "Close at once with RST", KickMode::Reset),
+    ];
+    for (label, hint, mode) in kicks {
+        if ui.button(label).on_hover_text(hint).clicked() {
+            chosen = Some(Command::Kick {
+                targets: targets(),
+                mode,
+            });
+        }
     }
     let label = if read_paused {
         "Resume reading"
