@@ -187,6 +187,26 @@ impl EngineHandle {
         }
     }
 
+    /// If the engine thread has ended on its own (it only does so by
+    /// panicking, or when `poll` itself fails), why.
+    pub fn failure(&mut self) -> Option<String> {
+        if !self.thread.as_ref().is_some_and(|t| t.is_finished()) {
+            return None;
+        }
+        let result = self.thread.take()?.join();
+        Some(match result {
+            Ok(()) => "the engine thread stopped (see the log)".to_owned(),
+            Err(payload) => {
+                let message = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".to_owned());
+                format!("the engine thread panicked: {message}")
+            }
+        })
+    }
+
     /// Stop the engine, closing every client, and wait for its thread.
     pub fn shutdown(mut self) {
         self.stop_and_join();
