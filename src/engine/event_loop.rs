@@ -320,16 +320,16 @@ impl EventLoop {
             accept_paused: self.accept_retry_at.is_some(),
             queue_limit: self.config.queue_limit as u64,
         };
-        let changed = match &self.last_stats_sent {
-            None => true,
-            Some((sent_at, last)) => {
-                clock.duration_since(*sent_at) >= STATS_HEARTBEAT
-                    || !same_apart_from_time(last, &stats)
-            }
+        let (changed, heartbeat_due) = match &self.last_stats_sent {
+            None => (true, false),
+            Some((sent_at, last)) => (
+                !same_apart_from_time(last, &stats),
+                clock.duration_since(*sent_at) >= STATS_HEARTBEAT,
+            ),
         };
-        if changed {
+        if changed || heartbeat_due {
             self.last_stats_sent = Some((clock, stats.clone()));
-            self.publisher.stats(stats);
+            self.publisher.stats(stats, !changed);
         }
     }
 

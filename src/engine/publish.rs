@@ -36,6 +36,8 @@ pub struct Publisher {
     last_notify: Instant,
     notify_owed: bool,
     disconnected: bool,
+    /// The pending stats are only a heartbeat.
+    heartbeat_only: bool,
 }
 
 impl Publisher {
@@ -52,6 +54,7 @@ impl Publisher {
             last_notify: now,
             notify_owed: false,
             disconnected: false,
+            heartbeat_only: false,
         }
     }
 
@@ -69,7 +72,11 @@ impl Publisher {
         self.pending.counters.push(counters);
     }
 
-    pub fn stats(&mut self, stats: EngineStats) {
+    /// Latest engine stats. A `heartbeat` repeats the last ones (idle
+    /// engine): it is delivered, but does not wake the consumer, so an idle
+    /// window does not repaint for it.
+    pub fn stats(&mut self, stats: EngineStats, heartbeat: bool) {
+        self.heartbeat_only = heartbeat && (self.pending.stats.is_none() || self.heartbeat_only);
         self.pending.stats = Some(stats);
     }
 
@@ -123,12 +130,19 @@ impl Publisher {
         batch.seq = self.seq;
         batch.dropped_events = self.dropped_events;
         let sent_events = batch.events.len();
+        let wake = !(self.heartbeat_only
+            && batch.events.is_empty()
+            && batch.counters.is_empty()
+            && batch.details.is_empty());
         match self.tx.try_send(batch) {
             Ok(()) => {
+                self.heartbeat_only = false;
                 // The next batch will likely be as big: allocate once (but
                 // do not pin a burst's worth of memory while idle).
                 self.pending.events = Vec::with_capacity(sent_events.min(1024));
-                self.owe_notify(now);
+                if wake {
+                    self.owe_notify(now);
+                }
                 true
             }
             Err(TrySendError::Full(mut batch)) => {
@@ -167,7 +181,7 @@ impl Publisher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{EventKind, Mode};
+    use crate::protocol::{EngineStats, EventKind, Mode};
 
     fn ev(at: u64) -> Event {
         Event {
@@ -198,6 +212,60 @@ mod tests {
         assert_eq!(
             second.dropped_events, 2,
             "the drop count reaches the consumer"
+        );
+    }
+
+    fn stats() -> EngineStats {
+        EngineStats {
+            at: 0,
+            started_unix_ms: 0,
+            listen: crate::protocol::ListenState::Stopped,
+            mode: Mode::Echo,
+            connections: 0,
+            accepted_total: 0,
+            rx_bytes: 0,
+            tx_bytes: 0,
+            queued_bytes: 0,
+            events_total: 0,
+            events_per_sec: 0.0,
+            polls_per_sec: 0.0,
+            dropped_events: 0,
+            accept_paused: false,
+            queue_limit: 0,
+        }
+    }
+
+    #[test]
+    fn heartbeats_are_delivered_without_waking_the_consumer() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let woken = Arc::new(AtomicUsize::new(0));
+        let counter = woken.clone();
+        let notify: Notify = Arc::new(move || {
+            counter.fetch_add(1, Ordering::Relaxed);
+        });
+        let (tx, rx) = crossbeam_channel::bounded(8);
+        let mut p = Publisher::new(tx, Some(notify), Duration::ZERO);
+        let later = |ms| Instant::now() + Duration::from_millis(ms);
+
+        p.stats(stats(), true);
+        assert!(p.flush(later(100), vec![]));
+        assert!(
+            rx.try_recv().unwrap().stats.is_some(),
+            "heartbeat delivered"
+        );
+        assert_eq!(woken.load(Ordering::Relaxed), 0, "but nobody woken");
+
+        p.stats(stats(), false);
+        assert!(p.flush(later(200), vec![]));
+        assert_eq!(woken.load(Ordering::Relaxed), 1, "real news wakes");
+
+        p.stats(stats(), true);
+        p.event(ev(1));
+        assert!(p.flush(later(300), vec![]));
+        assert_eq!(
+            woken.load(Ordering::Relaxed),
+            2,
+            "a heartbeat with events wakes"
         );
     }
 }
