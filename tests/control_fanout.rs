@@ -36,22 +36,36 @@ fn batch(seq: u64) -> Batch {
     }
 }
 
-#[test]
-fn a_stalled_viewer_drops_events_keeps_counters_and_slows_nobody() {
-    let dir = TempDir::new("fanout");
-    let mut opts = ControlOptions::new("127.0.0.1:0");
-    opts.web_root = web_root(&dir);
-    opts.viewer_queue = 4;
+/// A control server fed by a hand-driven batch channel; commands it
+/// forwards land in the returned receiver.
+fn start(
+    opts: &ControlOptions,
+) -> (
+    ControlServer,
+    crossbeam_channel::Receiver<Batch>,
+    crossbeam_channel::Sender<Batch>,
+    crossbeam_channel::Receiver<Command>,
+) {
     let (batches_tx, batches_rx) = crossbeam_channel::bounded::<Batch>(1024);
     let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded::<Command>();
     let (server, relay) = ControlServer::start(
-        &opts,
+        opts,
         batches_rx,
         Box::new(move |c| {
             let _ = cmd_tx.send(c);
         }),
     )
     .unwrap();
+    (server, relay, batches_tx, cmd_rx)
+}
+
+#[test]
+fn a_stalled_viewer_drops_events_keeps_counters_and_slows_nobody() {
+    let dir = TempDir::new("fanout");
+    let mut opts = ControlOptions::new("127.0.0.1:0");
+    opts.web_root = web_root(&dir);
+    opts.viewer_queue = 4;
+    let (server, relay, batches_tx, cmd_rx) = start(&opts);
     let url = format!("ws://{}/ws", server.local_addr());
     let mut fast = Viewer::attach(&url);
     let mut stalled = Viewer::attach(&url);
@@ -150,16 +164,7 @@ fn a_flooding_viewer_is_served_in_turns() {
     let dir = TempDir::new("flood");
     let mut opts = ControlOptions::new("127.0.0.1:0");
     opts.web_root = web_root(&dir);
-    let (batches_tx, batches_rx) = crossbeam_channel::bounded::<Batch>(1024);
-    let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded::<Command>();
-    let (server, _relay) = ControlServer::start(
-        &opts,
-        batches_rx,
-        Box::new(move |c| {
-            let _ = cmd_tx.send(c);
-        }),
-    )
-    .unwrap();
+    let (server, _relay, batches_tx, cmd_rx) = start(&opts);
     let url = format!("ws://{}/ws", server.local_addr());
     let mut flooder = Viewer::attach(&url);
     let mut watcher = Viewer::attach(&url);
