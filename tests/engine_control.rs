@@ -592,3 +592,41 @@ fn port_in_use_is_reported_at_start_and_on_listen() {
     assert_echo(&mut c, b"still connected");
     drop(taken);
 }
+
+/// The loop sleeps in `poll` unless there is work: under light, steady
+/// traffic it polls about once per exchange, never in a busy loop (a timer
+/// that stays due, e.g. for counters waiting on the flush interval, would
+/// spin at full CPU while everything looks fine from outside).
+#[test]
+fn the_loop_polls_only_when_there_is_work() {
+    let h = Harness::start(EngineConfig {
+        listen: Some("127.0.0.1:0".into()),
+        ..EngineConfig::default()
+    });
+    let (mut c, id) = h.connect();
+    let started = Instant::now();
+    let mut exchanges = 0;
+    while started.elapsed() < Duration::from_millis(1300) {
+        assert_echo(&mut c, b"tick");
+        exchanges += 1;
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    h.wait_counters(id, "the echoes to be counted", |c| {
+        c.tx_bytes >= 4 * exchanges
+    });
+    let polls = h
+        .with(|m| m.stats.as_ref().map(|s| s.polls_per_sec))
+        .unwrap_or(0.0);
+    assert!(
+        polls < 2000.0,
+        "{polls:.0} polls/s for about {:.0} exchanges/s: the loop is spinning",
+        exchanges as f64 / 1.3
+    );
+    // And when the traffic stops, it sleeps between ticks.
+    std::thread::sleep(Duration::from_millis(1500));
+    let idle = h.wait_for("fresh stats", |m| m.stats.as_ref().map(|s| s.polls_per_sec));
+    assert!(
+        idle < 50.0,
+        "an idle engine polled {idle:.0} times a second"
+    );
+}

@@ -40,6 +40,10 @@ const READS_PER_TURN: usize = 16;
 const TICK: Duration = Duration::from_millis(250);
 /// Stats are re-sent this often even when nothing changed, as a heartbeat.
 const STATS_HEARTBEAT: Duration = Duration::from_secs(1);
+/// Per-client counters are latest-value data: sending them ten times a
+/// second keeps tables live while a busy client's counters are built and
+/// folded once per interval rather than once per batch.
+const COUNTERS_INTERVAL: Duration = Duration::from_millis(100);
 /// How long a gracefully kicked client gets to answer our FIN with its own.
 const GRACEFUL_LINGER: Duration = Duration::from_secs(2);
 
@@ -68,8 +72,9 @@ pub struct EventLoop {
     conns: Slab<Connection>,
     ids: HashMap<ConnId, usize>,
     next_id: u64,
-    /// Slab keys whose counters changed since the last flush.
+    /// Slab keys whose counters changed since they were last sent.
     dirty: Vec<usize>,
+    counters_sent_at: Instant,
     /// Slab keys of gracefully kicked clients waiting for the peer's FIN.
     /// Gracefully kicked clients waiting for the peer's FIN, with the time
     /// they are closed anyway.
@@ -120,6 +125,7 @@ impl EventLoop {
             ids: HashMap::new(),
             next_id: 1,
             dirty: Vec::new(),
+            counters_sent_at: start,
             lingering: Vec::new(),
             read_again: Vec::new(),
             start,
@@ -205,9 +211,16 @@ impl EventLoop {
             return Some(Duration::ZERO);
         }
         let mut deadline = self.next_tick;
+        let now = Instant::now();
+        let counters_due = self.counters_due(now);
+        // Counters not yet due wake the loop when they are; due ones go
+        // with the publisher's next flush.
+        let counters_at = (!counters_due && !self.dirty.is_empty())
+            .then(|| self.counters_sent_at + COUNTERS_INTERVAL);
         let candidates = [
             self.accept_retry_at,
-            self.publisher.deadline(!self.dirty.is_empty()),
+            self.publisher.deadline(counters_due),
+            counters_at,
         ];
         for d in candidates.into_iter().flatten() {
             deadline = deadline.min(d);
@@ -215,7 +228,7 @@ impl EventLoop {
         for &(_, until) in &self.lingering {
             deadline = deadline.min(until);
         }
-        Some(deadline.saturating_duration_since(Instant::now()))
+        Some(deadline.saturating_duration_since(now))
     }
 
     // ---- reporting -------------------------------------------------------
@@ -240,19 +253,29 @@ impl EventLoop {
         }
     }
 
+    /// Whether changed counters are due to go out with the next flush.
+    fn counters_due(&self, clock: Instant) -> bool {
+        !self.dirty.is_empty() && clock >= self.counters_sent_at + COUNTERS_INTERVAL
+    }
+
     fn publish(&mut self, clock: Instant, force: bool) {
-        if !(force || self.publisher.due(clock, !self.dirty.is_empty())) {
+        let send_counters = !self.dirty.is_empty() && (force || self.counters_due(clock));
+        if !(force || self.publisher.due(clock, send_counters)) {
             self.publisher.poll_notify(clock);
             return;
         }
-        let live: Vec<ConnCounters> = self
-            .dirty
-            .iter()
-            .filter_map(|&k| self.conns.get(k))
-            .filter(|c| c.dirty)
-            .map(Connection::counters)
-            .collect();
-        if self.publisher.flush(clock, live) {
+        let live: Vec<ConnCounters> = if send_counters {
+            self.dirty
+                .iter()
+                .filter_map(|&k| self.conns.get(k))
+                .filter(|c| c.dirty)
+                .map(Connection::counters)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if self.publisher.flush(clock, live) && send_counters {
+            self.counters_sent_at = clock;
             for key in self.dirty.drain(..) {
                 if let Some(c) = self.conns.get_mut(key) {
                     c.dirty = false;
