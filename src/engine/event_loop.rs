@@ -44,6 +44,11 @@ const STATS_HEARTBEAT: Duration = Duration::from_secs(1);
 /// second keeps tables live while a busy client's counters are built and
 /// folded once per interval rather than once per batch.
 const COUNTERS_INTERVAL: Duration = Duration::from_millis(100);
+/// A burst of this many events, once it has calmed down, is worth handing
+/// its buffers' memory back to the OS.
+const TRIM_AFTER_EVENTS: u64 = 10_000;
+/// "Calmed down": fewer events per second than this.
+const QUIET_EVENTS_PER_SEC: f64 = 1_000.0;
 /// How long a gracefully kicked client gets to answer our FIN with its own.
 const GRACEFUL_LINGER: Duration = Duration::from_secs(2);
 
@@ -97,6 +102,8 @@ pub struct EventLoop {
     rate_window: Vec<RateSample>,
     next_tick: Instant,
     last_stats_sent: Option<(Instant, EngineStats)>,
+    /// `events_total` when memory was last handed back.
+    events_at_trim: u64,
 }
 
 impl EventLoop {
@@ -143,6 +150,7 @@ impl EventLoop {
             rate_window: Vec::with_capacity(8),
             next_tick: start,
             last_stats_sent: None,
+            events_at_trim: 0,
         };
         match listener {
             Some(l) => this.install_listener(l)?,
@@ -343,6 +351,18 @@ impl EventLoop {
             accept_paused: self.accept_retry_at.is_some(),
             queue_limit: self.config.queue_limit as u64,
         };
+        // Quiet over the last tick alone: the one-second rate would still
+        // remember the burst.
+        let last_tick_events = match self.rate_window.as_slice() {
+            [.., prev, now] => now.events - prev.events,
+            _ => 0,
+        };
+        if self.events_total - self.events_at_trim >= TRIM_AFTER_EVENTS
+            && (last_tick_events as f64) < QUIET_EVENTS_PER_SEC * TICK.as_secs_f64()
+        {
+            self.events_at_trim = self.events_total;
+            super::memory::release_free_memory();
+        }
         let (changed, heartbeat_due) = match &self.last_stats_sent {
             None => (true, false),
             Some((sent_at, last)) => (

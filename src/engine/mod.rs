@@ -7,6 +7,7 @@
 mod connection;
 mod event_loop;
 mod listener;
+mod memory;
 mod publish;
 mod queue;
 mod transcript;
