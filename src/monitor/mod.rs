@@ -24,6 +24,9 @@ pub struct Monitor {
     pub rates: Rates,
     pub stats: Option<EngineStats>,
     details: HashMap<ConnId, ConnDetail>,
+    /// Inspector snapshots received so far, so a view of one can tell
+    /// whether it changed without comparing it.
+    details_received: u64,
     /// Events the engine dropped for this viewer (cumulative).
     pub engine_dropped: u64,
     /// Engine time of the newest data, and when it arrived here.
@@ -56,6 +59,7 @@ impl Monitor {
                 self.details.clear();
             }
             self.details.insert(d.counters.id, d);
+            self.details_received += 1;
         }
         if let Some(s) = batch.stats {
             self.rates.observe(&s);
@@ -75,6 +79,11 @@ impl Monitor {
 
     pub fn detail(&self, id: ConnId) -> Option<&ConnDetail> {
         self.details.get(&id)
+    }
+
+    /// Changes whenever a new inspector snapshot arrives.
+    pub fn details_received(&self) -> u64 {
+        self.details_received
     }
 
     /// Housekeeping once per frame.

@@ -9,6 +9,7 @@ use crate::protocol::{Command, ConnDetail, ConnId, ConnState, Direction};
 use egui::text::LayoutJob;
 use egui::{FontId, RichText, TextFormat, Ui};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use web_time::{Duration, Instant};
 
 /// How often the open inspector asks the engine for a fresh snapshot while
@@ -28,6 +29,24 @@ pub struct InspectorPane {
     pub view: TranscriptView,
     #[serde(skip)]
     last_request: Option<(ConnId, Instant, u64)>,
+    #[serde(skip)]
+    rendered: RenderedTranscript,
+}
+
+/// What the transcript was laid out from: (connection, snapshot count,
+/// view, dark mode).
+type TranscriptKey = (ConnId, u64, TranscriptView, bool);
+
+/// The transcript's text, built once per snapshot rather than per frame
+/// (a hex dump of 32 KiB is thousands of `format!`s).
+#[derive(Clone, Debug, Default)]
+struct RenderedTranscript(Option<(TranscriptKey, Arc<LayoutJob>)>);
+
+/// A cache never makes two panes differ.
+impl PartialEq for RenderedTranscript {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 impl InspectorPane {
@@ -173,7 +192,20 @@ impl InspectorPane {
                 );
             }
         });
-        let job = transcript_job(ui, detail, self.view);
+        let key = (
+            id,
+            ctx.monitor.details_received(),
+            self.view,
+            ui.visuals().dark_mode,
+        );
+        let job = match &self.rendered.0 {
+            Some((k, job)) if *k == key => job.clone(),
+            _ => {
+                let job = Arc::new(transcript_job(ui, detail, self.view));
+                self.rendered.0 = Some((key, job.clone()));
+                job
+            }
+        };
         egui::ScrollArea::vertical()
             .id_salt("transcript")
             .stick_to_bottom(true)
