@@ -1,6 +1,7 @@
 //! Session layout files: migration, bad files, and the binary opened with a
 //! layout path (as a double-click on a `.muxscope.ron` file does).
 
+mod temp_dir;
 use clap::Parser;
 use muxscope::cli::Cli;
 use muxscope::layout::{self, LAYOUT_VERSION, SessionLayout, Theme};
@@ -10,18 +11,12 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
+use temp_dir::TempDir;
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(name)
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("muxscope-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 #[test]
@@ -46,7 +41,7 @@ fn version_0_layout_is_migrated() {
 
 #[test]
 fn saved_layout_reads_back_identically() {
-    let dir = temp_dir("roundtrip");
+    let dir = TempDir::new("roundtrip");
     let path = dir.join("mine.muxscope.ron");
     let mut layout = SessionLayout {
         listen: "127.0.0.1:7000".into(),
@@ -74,7 +69,7 @@ fn saved_layout_reads_back_identically() {
 /// where it went wrong, startup continues with defaults, and the file keeps
 /// every byte.
 fn assert_bad_layout_reported(contents: &[u8], expect: &str) {
-    let dir = temp_dir(&format!("bad-{}-{}", contents.len(), contents[0]));
+    let dir = TempDir::new(&format!("bad-{}-{}", contents.len(), contents[0]));
     let path = dir.join("bad.muxscope.ron");
     std::fs::write(&path, contents).unwrap();
     let cli = Cli::parse_from(["muxscope", path.to_str().unwrap()]);
@@ -115,7 +110,7 @@ fn future_layout_is_reported_and_left_alone() {
 
 #[test]
 fn unreadable_last_session_is_moved_aside_not_overwritten() {
-    let dir = temp_dir("autosave");
+    let dir = TempDir::new("autosave");
     let auto = dir.join("last-session.muxscope.ron");
     std::fs::write(&auto, b"(version: 1, zoom: oops").unwrap();
     let cli = Cli::parse_from(["muxscope"]);
@@ -130,7 +125,7 @@ fn unreadable_last_session_is_moved_aside_not_overwritten() {
 /// and mode (headless, so no display is needed).
 #[test]
 fn binary_opens_a_layout_path() {
-    let dir = temp_dir("binary");
+    let dir = TempDir::new("binary");
     let path = dir.join("manual.muxscope.ron");
     let layout = SessionLayout {
         listen: "127.0.0.1:0".into(),
@@ -170,7 +165,7 @@ fn binary_opens_a_layout_path() {
 
 #[test]
 fn binary_refuses_a_broken_layout_with_its_position() {
-    let dir = temp_dir("binary-bad");
+    let dir = TempDir::new("binary-bad");
     let path = dir.join("broken.muxscope.ron");
     let contents = b"(\n  version: 1,\n  listen: 42,\n)";
     std::fs::write(&path, contents).unwrap();

@@ -1,6 +1,7 @@
 //! Saving a layout through the File menu and opening it again, driven
 //! through the accessibility tree like a user would.
 
+mod temp_dir;
 use clap::Parser;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable as _;
@@ -12,13 +13,7 @@ use muxscope::ui::MuxscopeApp;
 use muxscope::ui::app::AppFiles;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("muxscope-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use temp_dir::TempDir;
 
 fn app_with_layouts_dir(dir: PathBuf) -> Harness<'static, MuxscopeApp> {
     let cli = Cli::parse_from(["muxscope", "--listen", "127.0.0.1:0"]);
@@ -50,10 +45,25 @@ fn step_until(
     }
 }
 
+/// Click through labels in order, letting each click take effect.
+fn click_through(h: &mut Harness<'static, MuxscopeApp>, labels: &[&str]) {
+    for label in labels {
+        h.get_by_label(label).click();
+        h.run_steps(2);
+    }
+}
+
+/// Step until the engine reports `mode`.
+fn wait_for_mode(h: &mut Harness<'static, MuxscopeApp>, mode: Mode) {
+    step_until(h, &format!("{mode} mode"), |a| {
+        a.monitor.stats.as_ref().is_some_and(|s| s.mode == mode)
+    });
+}
+
 #[test]
 fn save_through_the_menu_then_reopen() {
-    let dir = temp_dir("layout-ui");
-    let mut h = app_with_layouts_dir(dir.clone());
+    let dir = TempDir::new("layout-ui");
+    let mut h = app_with_layouts_dir(dir.to_path_buf());
     step_until(&mut h, "engine stats", |a| a.monitor.stats.is_some());
 
     // Arrange something worth saving: a filter typed by hand, a hidden
@@ -68,19 +78,9 @@ fn save_through_the_menu_then_reopen() {
         app.theme = Theme::Light;
     }
     h.get_by_label("manual").click();
-    step_until(&mut h, "manual mode", |a| {
-        a.monitor
-            .stats
-            .as_ref()
-            .is_some_and(|s| s.mode == Mode::Manual)
-    });
+    wait_for_mode(&mut h, Mode::Manual);
 
-    h.get_by_label("File").click();
-    h.run_steps(2);
-    h.get_by_label("Save layout as…").click();
-    h.run_steps(2);
-    h.get_by_label("Save").click();
-    h.run_steps(2);
+    click_through(&mut h, &["File", "Save layout as…", "Save"]);
 
     let saved = dir.join("session.muxscope.ron");
     let on_disk = layout::load(&saved).expect("the menu wrote a readable layout");
@@ -98,36 +98,19 @@ fn save_through_the_menu_then_reopen() {
         app.theme = Theme::Dark;
     }
     h.get_by_label("echo").click();
-    step_until(&mut h, "echo mode", |a| {
-        a.monitor
-            .stats
-            .as_ref()
-            .is_some_and(|s| s.mode == Mode::Echo)
-    });
+    wait_for_mode(&mut h, Mode::Echo);
 
-    h.get_by_label("File").click();
-    h.run_steps(2);
-    h.get_by_label("Open layout…").click();
-    h.run_steps(2);
-    h.get_by_label("session.muxscope.ron").click();
-    h.run_steps(2);
-    h.get_by_label("Open").click();
-    h.run_steps(2);
+    click_through(
+        &mut h,
+        &["File", "Open layout…", "session.muxscope.ron", "Open"],
+    );
 
     let app = h.state();
     assert_eq!(app.panes.connections.filter, "closed");
     assert!(app.panes.connections.hidden_columns.contains(&Column::Peer));
     assert_eq!(app.theme, Theme::Light);
-    step_until(
-        &mut h,
-        "the layout's manual mode to reach the engine",
-        |a| {
-            a.monitor
-                .stats
-                .as_ref()
-                .is_some_and(|s| s.mode == Mode::Manual)
-        },
-    );
+    // The layout's mode reaches the engine.
+    wait_for_mode(&mut h, Mode::Manual);
     // The recent list remembers it.
     assert_eq!(
         h.state()
@@ -140,22 +123,18 @@ fn save_through_the_menu_then_reopen() {
 
 #[test]
 fn opening_a_broken_layout_shows_why_and_changes_nothing() {
-    let dir = temp_dir("layout-ui-bad");
+    let dir = TempDir::new("layout-ui-bad");
     let bad = dir.join("broken.muxscope.ron");
     let contents = b"(\n  version: 1,\n  zoom: \"huge\",\n)";
     std::fs::write(&bad, contents).unwrap();
-    let mut h = app_with_layouts_dir(dir);
+    let mut h = app_with_layouts_dir(dir.to_path_buf());
     step_until(&mut h, "engine stats", |a| a.monitor.stats.is_some());
     let before = h.state().layout();
 
-    h.get_by_label("File").click();
-    h.run_steps(2);
-    h.get_by_label("Open layout…").click();
-    h.run_steps(2);
-    h.get_by_label("broken.muxscope.ron").click();
-    h.run_steps(2);
-    h.get_by_label("Open").click();
-    h.run_steps(2);
+    click_through(
+        &mut h,
+        &["File", "Open layout…", "broken.muxscope.ron", "Open"],
+    );
 
     let notice = h
         .state()
