@@ -179,8 +179,11 @@ impl ConnectionTable {
     /// The rows to draw, filtered and sorted. Rebuilt only when rows or the
     /// sort/filter changed.
     pub fn view(&mut self, sort: Sort, filter: &str) -> &[ConnId] {
-        let wanted = (sort, filter.to_owned());
-        if self.order_stale || self.built_for.as_ref() != Some(&wanted) {
+        let current = self
+            .built_for
+            .as_ref()
+            .is_some_and(|(s, f)| *s == sort && f == filter);
+        if self.order_stale || !current {
             let needle = filter.trim().to_lowercase();
             // Sort the rows themselves rather than ids: a comparator that
             // looks ids up in the map costs two hashes per comparison.
@@ -196,9 +199,14 @@ impl ConnectionTable {
             self.order.clear();
             self.order.extend(rows.iter().map(|c| c.id));
             self.order_stale = false;
-            self.built_for = Some(wanted);
+            self.built_for = Some((sort, filter.to_owned()));
             self.built_needle = needle;
         }
+        &self.order
+    }
+
+    /// The order `view` built last, without rebuilding it.
+    pub fn order(&self) -> &[ConnId] {
         &self.order
     }
 }

@@ -82,7 +82,9 @@ impl ConnectionsPane {
             );
         });
         // Re-read: the filter may have changed above.
-        let order: Vec<ConnId> = table.view(self.sort, &self.filter).to_vec();
+        table.view(self.sort, &self.filter);
+        let table = &ctx.monitor.connections;
+        let order = table.order();
 
         let columns: Vec<Column> = Column::ALL
             .into_iter()
@@ -170,7 +172,7 @@ impl ConnectionsPane {
             self.widths.insert(*col, w);
         }
         if let Some((id, m)) = clicked {
-            ctx.selection.click(id, m.command, m.shift, &order);
+            ctx.selection.click(id, m.command, m.shift, order);
         }
         for action in actions {
             match action {
