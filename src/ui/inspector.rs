@@ -206,12 +206,17 @@ impl InspectorPane {
                 job
             }
         };
-        egui::ScrollArea::vertical()
+        // A hex dump's columns only line up unwrapped; text wraps to fit.
+        let wrap = match self.view {
+            TranscriptView::Text => egui::TextWrapMode::Wrap,
+            TranscriptView::Hex => egui::TextWrapMode::Extend,
+        };
+        egui::ScrollArea::both()
             .id_salt("transcript")
             .stick_to_bottom(true)
             .auto_shrink(false)
             .show(ui, |ui| {
-                ui.add(egui::Label::new(job).selectable(true));
+                ui.add(egui::Label::new(job).selectable(true).wrap_mode(wrap));
             });
     }
 }
