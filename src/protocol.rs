@@ -134,6 +134,13 @@ pub enum CloseReason {
     Error(String),
     /// The engine shut down, or stopped listening with `close_clients`.
     EngineStopped,
+    /// A graceful kick could not finish (the peer did not read what was
+    /// queued, or did not answer our FIN) within the kick deadline, so the
+    /// connection was reset.
+    KickTimedOut { after_ms: u64 },
+    /// The connection closed while this viewer was behind and its final
+    /// counters were not kept; a resynchronising batch said it is gone.
+    Missed,
 }
 
 impl fmt::Display for CloseReason {
@@ -145,6 +152,12 @@ impl fmt::Display for CloseReason {
             CloseReason::Kicked(KickMode::Reset) => f.write_str("kicked (reset)"),
             CloseReason::Error(e) => write!(f, "error: {e}"),
             CloseReason::EngineStopped => f.write_str("engine stopped"),
+            CloseReason::KickTimedOut { after_ms } => write!(
+                f,
+                "graceful kick timed out after {}: reset",
+                crate::format::duration_micros(after_ms.saturating_mul(1000))
+            ),
+            CloseReason::Missed => f.write_str("closed while this viewer was behind"),
         }
     }
 }
@@ -155,6 +168,25 @@ pub enum IoOp {
     Read,
     Write,
     Accept,
+}
+
+/// Why (part of) an inject was not queued for a client.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum InjectRefusal {
+    /// The client is being kicked or already sent its last byte (FIN).
+    Closing,
+    /// The client's queue is at its bound: it is not reading what it is
+    /// sent, and the rest would only grow the server's memory.
+    QueueFull,
+}
+
+impl fmt::Display for InjectRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            InjectRefusal::Closing => "the connection is closing",
+            InjectRefusal::QueueFull => "its queue is at the queue limit",
+        })
+    }
 }
 
 /// Where queued bytes came from.
@@ -198,6 +230,11 @@ pub enum EventKind {
     Injected {
         n: u32,
     },
+    /// Bytes of an inject that were not queued for this client, and why.
+    InjectRefused {
+        n: u32,
+        why: InjectRefusal,
+    },
     /// The peer sent FIN; queued bytes are still delivered.
     PeerHalfClosed,
     Kicked {
@@ -227,7 +264,7 @@ pub enum EventKind {
 }
 
 /// Every `EventKind::name`, for filter menus.
-pub const KIND_NAMES: [&str; 18] = [
+pub const KIND_NAMES: [&str; 19] = [
     "readiness",
     "accepted",
     "read",
@@ -237,6 +274,7 @@ pub const KIND_NAMES: [&str; 18] = [
     "backpressure",
     "read-paused",
     "injected",
+    "inject-refused",
     "half-closed",
     "kicked",
     "closed",
@@ -261,6 +299,7 @@ impl EventKind {
             EventKind::Backpressure { .. } => "backpressure",
             EventKind::ReadPaused { .. } => "read-paused",
             EventKind::Injected { .. } => "injected",
+            EventKind::InjectRefused { .. } => "inject-refused",
             EventKind::PeerHalfClosed => "half-closed",
             EventKind::Kicked { .. } => "kicked",
             EventKind::Closed { .. } => "closed",
@@ -290,6 +329,7 @@ impl EventKind {
             EventKind::ReadPaused { paused: true } => "reading paused by user".to_owned(),
             EventKind::ReadPaused { paused: false } => "reading resumed by user".to_owned(),
             EventKind::Injected { n } => format!("injected {n} B"),
+            EventKind::InjectRefused { n, why } => format!("inject refused: {n} B not queued ({why})"),
             EventKind::PeerHalfClosed => "peer half-closed (FIN): flushing queue".to_owned(),
             EventKind::Kicked { mode } => format!("kicked ({mode:?})").to_lowercase(),
             EventKind::Closed { reason } => format!("closed: {reason}"),
@@ -358,6 +398,9 @@ pub struct ConnCounters {
     pub read_paused: bool,
     pub events: EventCounts,
     pub last_activity: Micros,
+    /// While a graceful kick runs: the engine time at which it gives up and
+    /// resets the connection.
+    pub kick_deadline: Option<Micros>,
 }
 
 impl ConnCounters {
@@ -377,6 +420,7 @@ impl ConnCounters {
             read_paused: false,
             events: EventCounts::default(),
             last_activity: at,
+            kick_deadline: None,
         }
     }
 }
@@ -460,6 +504,12 @@ pub struct Batch {
     pub details: Vec<ConnDetail>,
     /// Events dropped for this consumer since it started, cumulative.
     pub dropped_events: u64,
+    /// Set when this batch resynchronises its consumer: in the first batch
+    /// and in the first one after anything was lost. It lists every
+    /// connection open now, and `counters` holds theirs. A connection the
+    /// consumer shows as open but that is not listed has closed (ids are
+    /// never reused), so a viewer converges after any loss.
+    pub open_conns: Option<Vec<ConnId>>,
 }
 
 impl Batch {
@@ -468,6 +518,7 @@ impl Batch {
             && self.counters.is_empty()
             && self.stats.is_none()
             && self.details.is_empty()
+            && self.open_conns.is_none()
     }
 }
 

@@ -33,6 +33,7 @@ fn counters(id: u64, state: ConnState) -> ConnCounters {
             error: 0,
         },
         last_activity: 99,
+        kick_deadline: (id == 3).then_some(2_000_000),
     }
 }
 
@@ -52,6 +53,10 @@ fn full_batch() -> Batch {
         EventKind::Backpressure { on: true },
         EventKind::ReadPaused { paused: false },
         EventKind::Injected { n: 3 },
+        EventKind::InjectRefused {
+            n: 9,
+            why: InjectRefusal::QueueFull,
+        },
         EventKind::PeerHalfClosed,
         EventKind::Kicked {
             mode: KickMode::Graceful,
@@ -92,7 +97,13 @@ fn full_batch() -> Batch {
             counters(5, ConnState::Closed(CloseReason::EngineStopped)),
             counters(6, ConnState::Closed(CloseReason::PeerReset)),
             counters(7, ConnState::Closed(CloseReason::PeerClosed)),
+            counters(
+                8,
+                ConnState::Closed(CloseReason::KickTimedOut { after_ms: 2000 }),
+            ),
+            counters(9, ConnState::Closed(CloseReason::Missed)),
         ],
+        open_conns: Some(vec![ConnId(1), ConnId(2), ConnId(3)]),
         stats: Some(EngineStats {
             at: 1,
             started_unix_ms: 1_700_000_000_000,

@@ -72,6 +72,7 @@ impl Owed {
             stats: self.stats,
             details: self.details.into_values().collect(),
             dropped_events: 0,
+            open_conns: None,
         }
     }
 }
@@ -126,6 +127,7 @@ impl Present {
             stats: self.stats.clone(),
             details: Vec::new(),
             dropped_events: self.engine_dropped,
+            open_conns: None,
         }
     }
 }

@@ -32,6 +32,9 @@ pub use crate::protocol::DEFAULT_LISTEN;
 /// hundreds of megabytes, and the copy stays in cache.
 pub const DEFAULT_TRANSCRIPT_LIMIT: usize = 16 * 1024;
 
+/// A graceful kick that has not finished by then resets the connection.
+pub const DEFAULT_KICK_TIMEOUT: Duration = Duration::from_secs(2);
+
 #[derive(Clone)]
 pub struct EngineConfig {
     /// Where to listen at start; `None` starts without a listener.
@@ -43,6 +46,9 @@ pub struct EngineConfig {
     pub low_water: usize,
     /// Bytes of recent conversation kept per client and direction.
     pub transcript_limit: usize,
+    /// How long a graceful kick may take (flushing the queue, then waiting
+    /// for the peer's FIN) before the connection is reset instead.
+    pub kick_timeout: Duration,
     /// Batches the consumer may fall behind before events are dropped.
     pub channel_capacity: usize,
     /// How often pending observations are handed over.
@@ -59,6 +65,7 @@ impl Default for EngineConfig {
             queue_limit: 1024 * 1024,
             low_water: 256 * 1024,
             transcript_limit: DEFAULT_TRANSCRIPT_LIMIT,
+            kick_timeout: DEFAULT_KICK_TIMEOUT,
             channel_capacity: 1024,
             // Below the UI's 30 Hz wake-up there is nothing to gain, and
             // each batch costs the consumer a wake-up.

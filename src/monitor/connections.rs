@@ -71,7 +71,20 @@ impl Default for Sort {
     }
 }
 
-/// A short state label for a row, e.g. `paused (backpressure)`.
+/// The state label to draw: [`state_label`], with the countdown of a
+/// running graceful kick (`now` is the engine's clock).
+pub fn state_label_at(c: &ConnCounters, now: Micros) -> String {
+    match (&c.state, c.kick_deadline) {
+        (ConnState::Closing, Some(deadline)) => format!(
+            "closing (reset in {})",
+            crate::format::duration_micros(deadline.saturating_sub(now))
+        ),
+        _ => state_label(c),
+    }
+}
+
+/// A short state label for a row, e.g. `paused (backpressure)`; stable
+/// over time, so rows sort and filter by it.
 pub fn state_label(c: &ConnCounters) -> String {
     match &c.state {
         ConnState::Closed(reason) => format!("closed: {reason}"),
@@ -140,6 +153,28 @@ impl ConnectionTable {
 
     pub fn iter(&self) -> impl Iterator<Item = &ConnCounters> {
         self.rows.values()
+    }
+
+    /// Resynchronise with the engine's list of open connections: a row
+    /// shown as live whose id is not listed closed while this viewer was
+    /// behind (ids are never reused), so it is marked closed at `now`.
+    pub fn close_unlisted(&mut self, open: &[ConnId], now: Micros) {
+        let open: std::collections::HashSet<ConnId> = open.iter().copied().collect();
+        let gone: Vec<ConnId> = self
+            .rows
+            .values()
+            .filter(|c| !matches!(c.state, ConnState::Closed(_)) && !open.contains(&c.id))
+            .map(|c| c.id)
+            .collect();
+        for id in gone {
+            let mut row = self.rows[&id].clone();
+            row.state = ConnState::Closed(crate::protocol::CloseReason::Missed);
+            row.kick_deadline = None;
+            row.queued_bytes = 0;
+            row.queued_msgs = 0;
+            row.last_activity = row.last_activity.max(now);
+            self.upsert(row);
+        }
     }
 
     /// Forget closed rows older than the retention, and the oldest beyond

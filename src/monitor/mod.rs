@@ -54,6 +54,10 @@ impl Monitor {
         for c in batch.counters {
             self.connections.upsert(c);
         }
+        if let Some(open) = &batch.open_conns {
+            let now = self.engine_now();
+            self.connections.close_unlisted(open, now);
+        }
         for d in batch.details {
             if self.details.len() >= MAX_DETAILS && !self.details.contains_key(&d.counters.id) {
                 self.details.clear();

@@ -3,7 +3,7 @@
 
 use super::{PaneCtx, labelled};
 use crate::format;
-use crate::monitor::connections::state_label;
+use crate::monitor::connections::state_label_at;
 use crate::monitor::{Column, Sort};
 use crate::protocol::{Command, ConnCounters, ConnId, ConnState};
 use egui::{Align, Layout, RichText, Sense, Ui};
@@ -219,7 +219,11 @@ fn cell(ui: &mut Ui, c: &ConnCounters, col: Column, now: u64) {
         Column::Id => c.id.to_string(),
         Column::Peer => c.peer.to_string(),
         Column::State => {
-            let label = state_label(c);
+            let label = state_label_at(c, now);
+            if c.kick_deadline.is_some() {
+                // The countdown of a graceful kick moves without new data.
+                ui.ctx().request_repaint_after(std::time::Duration::from_millis(100));
+            }
             let color = match &c.state {
                 ConnState::Open if c.backpressure || c.read_paused => Some(super::warn_color(ui)),
                 ConnState::Closed(crate::protocol::CloseReason::PeerClosed) | ConnState::Open => {

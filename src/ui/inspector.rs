@@ -3,7 +3,7 @@
 
 use super::{PaneCtx, engine_time};
 use crate::format;
-use crate::monitor::connections::state_label;
+use crate::monitor::connections::state_label_at;
 use crate::payload;
 use crate::protocol::{Command, ConnDetail, ConnId, ConnState, Direction};
 use egui::text::LayoutJob;
@@ -82,7 +82,11 @@ impl InspectorPane {
         ui.horizontal_wrapped(|ui| {
             ui.heading(format!("{id}"));
             ui.label(counters.peer.to_string());
-            ui.label(RichText::new(state_label(&counters)).strong());
+            ui.label(RichText::new(state_label_at(&counters, now)).strong());
+            if counters.kick_deadline.is_some() {
+                ui.ctx()
+                    .request_repaint_after(Duration::from_millis(100));
+            }
         });
         ui.horizontal_wrapped(|ui| {
             ui.add_enabled_ui(!closed, |ui| {
