@@ -143,7 +143,17 @@ pub fn parse(text: &str) -> Result<SessionLayout, String> {
         }
     };
     layout.version = LAYOUT_VERSION;
-    layout.zoom = layout.zoom.clamp(0.5, 3.0);
+    // A hand-edited file may hold numbers the UI never writes. NaN passes
+    // `clamp`, so it gets the default.
+    layout.zoom = if layout.zoom.is_nan() {
+        1.0
+    } else {
+        layout.zoom.clamp(0.5, 3.0)
+    };
+    layout
+        .connections
+        .widths
+        .retain(|_, w| w.is_finite() && *w > 0.0);
     Ok(layout)
 }
 
@@ -231,6 +241,19 @@ mod tests {
         assert_eq!(back, layout);
         assert_eq!(back.connections.widths[&crate::monitor::Column::Rx], 99.0);
         assert!(text.contains("version: 1"), "{text}");
+    }
+
+    /// What the `layout` fuzz target asserts: NaN passes `clamp`.
+    #[test]
+    fn numbers_the_ui_cannot_use_fall_back_to_defaults() {
+        let layout = parse(
+            "(version: 1, zoom: NaN, connections: (widths: {Rx: NaN, Tx: inf, Id: -5.0, Peer: 80.0}))",
+        )
+        .unwrap();
+        assert_eq!(layout.zoom, 1.0);
+        let widths: Vec<_> = layout.connections.widths.into_iter().collect();
+        assert_eq!(widths, [(crate::monitor::Column::Peer, 80.0)]);
+        assert_eq!(parse("(version: 1, zoom: inf)").unwrap().zoom, 3.0);
     }
 
     #[test]
