@@ -199,7 +199,7 @@ pub fn to_escaped_text(bytes: &[u8]) -> String {
                 '\r' => out.push_str("\\r"),
                 '\t' => out.push_str("\\t"),
                 '\\' => out.push_str("\\\\"),
-                c if c.is_control() => {
+                c if shown_as_escape(c) => {
                     let mut buf = [0; 4];
                     for b in c.encode_utf8(&mut buf).bytes() {
                         out.push_str(&format!("\\x{b:02x}"));
@@ -213,6 +213,26 @@ pub fn to_escaped_text(bytes: &[u8]) -> String {
         }
     }
     out
+}
+
+/// Characters that would hide bytes if shown as themselves: controls,
+/// whitespace other than ' ' (it passes for a space or breaks the line),
+/// and invisible format characters (zero-width, and the bidi controls that
+/// reorder the text around them).
+fn shown_as_escape(c: char) -> bool {
+    c.is_control()
+        || (c.is_whitespace() && c != ' ')
+        || matches!(
+            c,
+            '\u{ad}'
+                | '\u{61c}'
+                | '\u{180e}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{202a}'..='\u{202e}'
+                | '\u{2060}'..='\u{206f}'
+                | '\u{feff}'
+                | '\u{fff9}'..='\u{fffb}'
+        )
 }
 
 /// A classic hex dump: offset, 16 bytes in hex, and their ASCII.
@@ -318,6 +338,25 @@ mod tests {
         let bytes = b"x\r\ny\t\x01\x7f\\".to_vec();
         let text = to_escaped_text(&bytes).replace('\n', "");
         assert_eq!(parse_escaped(&text).unwrap(), bytes);
+    }
+
+    /// Found by the `payload` fuzz target: a no-break space was shown raw,
+    /// looking like a space (0x20) while being the bytes c2 a0.
+    #[test]
+    fn invisible_and_lookalike_characters_are_escaped() {
+        assert_eq!(to_escaped_text("a\u{a0}b".as_bytes()), "a\\xc2\\xa0b");
+        for c in [
+            '\u{2028}', '\u{3000}', '\u{200b}', '\u{202e}', '\u{2066}', '\u{feff}',
+        ] {
+            let bytes = c.to_string().into_bytes();
+            let text = to_escaped_text(&bytes);
+            assert!(
+                text.chars().all(|c| c.is_ascii_graphic()),
+                "{c:?} as {text:?}"
+            );
+            assert_eq!(parse_escaped(&text).unwrap(), bytes);
+        }
+        assert_eq!(to_escaped_text("é ü".as_bytes()), "é ü");
     }
 
     #[test]
