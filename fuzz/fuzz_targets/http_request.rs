@@ -1,0 +1,111 @@
+//! The control endpoint's HTTP side: a request head as read from a socket
+//! (`http::parse_head`), routed to a static file or a WebSocket upgrade
+//! (`http::route`), and request paths mapped into the web root
+//! (`http::resolve`).
+//!
+//! The web root holds a few viewer files, a dotfile, and symlinks to a file
+//! and a folder outside it; a sibling folder whose name extends the root's
+//! holds another file. Properties: nothing panics; a `200` body is one of
+//! the viewer files; `resolve` only returns files inside the canonical
+//! root; only a GET of `/ws` upgrades.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use muxscope::control::http::{self, HttpConfig, Parsed, Route};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+const VIEWER_FILES: [(&str, &str); 3] = [
+    ("index.html", "<!doctype html><title>viewer</title>"),
+    ("app.js", "console.log('viewer')"),
+    ("sub/index.html", "<!doctype html><title>sub</title>"),
+];
+
+struct WebRoot {
+    /// Canonical, as `HttpConfig` keeps it.
+    root: PathBuf,
+    open: HttpConfig,
+    with_token: HttpConfig,
+}
+
+fn web_root() -> &'static WebRoot {
+    static ROOT: OnceLock<WebRoot> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        let base = std::env::temp_dir().join(format!("muxscope-fuzz-http-{}", std::process::id()));
+        let root = base.join("root");
+        let write = |path: PathBuf, text: &str| {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        };
+        for (name, text) in VIEWER_FILES {
+            write(root.join(name), text);
+        }
+        write(root.join(".hidden"), "dotfile");
+        write(base.join("secret.txt"), "outside the root");
+        write(base.join("root2/index.html"), "sibling of the root");
+        for (link, target) in [
+            ("escape.txt", "../secret.txt"),
+            ("up", ".."),
+            ("sibling", "../root2"),
+        ] {
+            let _ = std::os::unix::fs::symlink(target, root.join(link));
+        }
+        let open = HttpConfig::new(&root, None);
+        let with_token = HttpConfig::new(&root, Some("s3cret".to_owned()));
+        WebRoot {
+            root: open.web_root.clone().expect("the web root exists"),
+            open,
+            with_token,
+        }
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let web = web_root();
+    check_resolve(&web.root, &String::from_utf8_lossy(data));
+    let Parsed::Complete(head, _) = http::parse_head(data) else {
+        return;
+    };
+    let path = head.target.split('?').next().unwrap_or_default();
+    check_resolve(&web.root, path);
+    for cfg in [&web.open, &web.with_token] {
+        match http::route(&head, cfg) {
+            Route::Upgrade(response) => {
+                assert_eq!((head.method.as_str(), path), ("GET", "/ws"));
+                assert!(response.starts_with(b"HTTP/1.1 101 "));
+            }
+            Route::Reply(response) => check_reply(&head.method, &response),
+        }
+    }
+});
+
+fn check_resolve(root: &Path, path: &str) {
+    if let Ok(file) = http::resolve(root, path) {
+        assert!(file.starts_with(root), "{path:?} resolved to {file:?}");
+        let name = file.strip_prefix(root).unwrap();
+        assert!(
+            VIEWER_FILES.iter().any(|(f, _)| name == Path::new(f)),
+            "{path:?} resolved to {file:?}, not a viewer file"
+        );
+    }
+}
+
+fn check_reply(method: &str, response: &[u8]) {
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a reply has a complete head");
+    let (head, body) = (&response[..split], &response[split + 4..]);
+    assert!(head.starts_with(b"HTTP/1.1 "));
+    if head.starts_with(b"HTTP/1.1 200 ") {
+        if method == "HEAD" {
+            assert!(body.is_empty());
+        } else {
+            assert!(
+                VIEWER_FILES.iter().any(|(_, text)| body == text.as_bytes()),
+                "served something other than a viewer file: {:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+}
