@@ -137,7 +137,9 @@ pub enum CloseReason {
     /// A graceful kick could not finish (the peer did not read what was
     /// queued, or did not answer our FIN) within the kick deadline, so the
     /// connection was reset.
-    KickTimedOut { after_ms: u64 },
+    KickTimedOut {
+        after_ms: u64,
+    },
     /// The connection closed while this viewer was behind and its final
     /// counters were not kept; a resynchronising batch said it is gone.
     Missed,
@@ -329,7 +331,9 @@ impl EventKind {
             EventKind::ReadPaused { paused: true } => "reading paused by user".to_owned(),
             EventKind::ReadPaused { paused: false } => "reading resumed by user".to_owned(),
             EventKind::Injected { n } => format!("injected {n} B"),
-            EventKind::InjectRefused { n, why } => format!("inject refused: {n} B not queued ({why})"),
+            EventKind::InjectRefused { n, why } => {
+                format!("inject refused: {n} B not queued ({why})")
+            }
             EventKind::PeerHalfClosed => "peer half-closed (FIN): flushing queue".to_owned(),
             EventKind::Kicked { mode } => format!("kicked ({mode:?})").to_lowercase(),
             EventKind::Closed { reason } => format!("closed: {reason}"),

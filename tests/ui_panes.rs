@@ -409,6 +409,8 @@ fn select_row_and_kick() {
         Ok(0) => {}
         other => panic!("a gracefully kicked client should see EOF, got {other:?}"),
     }
+    // Its answering FIN completes the graceful close (before the deadline).
+    drop(a);
     wait_for(&mut h, "row A to show the graceful kick", |h| {
         (try_cell(h, ida, "state")? == "closed: kicked (graceful)").then_some(())
     });

@@ -4,12 +4,19 @@
 //! `mio::Waker` interrupts the poll) and hands [`Batch`]es of what it did to
 //! one consumer over a bounded channel that it never blocks on.
 
+mod accept;
+mod commands;
+mod conn_io;
 mod connection;
 mod event_loop;
 mod listener;
 mod memory;
 mod publish;
 mod queue;
+mod read_gate;
+mod resolve;
+mod stats;
+mod timers;
 mod transcript;
 
 pub use listener::describe_bind_error;
@@ -142,6 +149,7 @@ impl EngineHandle {
             publish::Publisher::new(batch_tx, config.notify.clone(), config.flush_interval);
         let event_loop = event_loop::EventLoop::new(
             poll,
+            waker.clone(),
             cmd_rx,
             stop.clone(),
             publisher,
