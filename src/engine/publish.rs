@@ -271,6 +271,50 @@ mod tests {
         );
     }
 
+    #[test]
+    fn after_a_loss_the_next_batch_resynchronises_and_held_finals_are_bounded() {
+        use crate::protocol::{CloseReason, ConnState};
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let mut p = Publisher::new(tx, None, Duration::ZERO);
+        let now = Instant::now();
+        let resyncs = std::cell::Cell::new(0);
+        let build = |resync: bool| {
+            resyncs.set(resyncs.get() + resync as u32);
+            CountersOut {
+                counters: Vec::new(),
+                open_conns: resync.then(Vec::new),
+            }
+        };
+        assert!(p.flush(now, build), "the first batch goes out");
+        assert_eq!(resyncs.get(), 1, "and resynchronises");
+        assert!(rx.try_recv().unwrap().open_conns.is_some());
+
+        // The consumer stalls with a batch in hand while clients close.
+        p.event(ev(1));
+        assert!(p.flush(now, build));
+        let peer = "127.0.0.1:1".parse().unwrap();
+        for id in 0..(MAX_HELD_FINALS as u64 * 3) {
+            let mut last = ConnCounters::opened(crate::protocol::ConnId(id), peer, 0);
+            last.state = ConnState::Closed(CloseReason::PeerClosed);
+            p.final_counters(last);
+        }
+        p.event(ev(2));
+        assert!(!p.flush(now, build), "channel full");
+        assert_eq!(resyncs.get(), 1, "no counters are built for a full channel");
+        assert!(
+            p.pending.counters.len() <= MAX_HELD_FINALS,
+            "held finals are bounded"
+        );
+
+        rx.try_recv().unwrap();
+        assert!(p.flush(now, build));
+        assert_eq!(resyncs.get(), 2, "the batch after the loss resynchronises");
+        let batch = rx.try_recv().unwrap();
+        assert!(batch.open_conns.is_some());
+        assert_eq!(batch.dropped_events, 1);
+        assert!(!p.resync_owed());
+    }
+
     fn stats() -> EngineStats {
         EngineStats {
             at: 0,
