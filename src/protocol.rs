@@ -367,8 +367,11 @@ pub enum ConnState {
     Open,
     /// The peer sent FIN; the engine is delivering what is still queued.
     HalfClosed,
-    /// Kicked gracefully: flushing, then FIN.
-    Closing,
+    /// Kicked gracefully: flushing, then FIN, then waiting for the peer's.
+    /// At `deadline` (engine time) the kick gives up and resets.
+    Closing {
+        deadline: Micros,
+    },
     Closed(CloseReason),
 }
 
@@ -402,9 +405,6 @@ pub struct ConnCounters {
     pub read_paused: bool,
     pub events: EventCounts,
     pub last_activity: Micros,
-    /// While a graceful kick runs: the engine time at which it gives up and
-    /// resets the connection.
-    pub kick_deadline: Option<Micros>,
 }
 
 impl ConnCounters {
@@ -424,7 +424,6 @@ impl ConnCounters {
             read_paused: false,
             events: EventCounts::default(),
             last_activity: at,
-            kick_deadline: None,
         }
     }
 }

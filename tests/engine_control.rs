@@ -70,7 +70,9 @@ fn graceful_kick_delivers_queued_bytes_then_eof() {
         mode: KickMode::Graceful,
     });
     kicked_event_seen(&h, id);
-    let closing = h.wait_counters(id, "state Closing", |c| c.state == ConnState::Closing);
+    let closing = h.wait_counters(id, "state Closing", |c| {
+        matches!(c.state, ConnState::Closing { .. })
+    });
     assert!(closing.queued_bytes > 0, "the queue is still being flushed");
 
     // Input after the kick is read and discarded: not echoed, and it must

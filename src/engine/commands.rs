@@ -6,6 +6,7 @@
 //! literal (names resolve off this thread) and is bounded in length.
 
 use super::conn_io::{Close, Outcome};
+use super::connection::Phase;
 use super::event_loop::EventLoop;
 use super::timers::Timer;
 use crate::protocol::*;
@@ -18,23 +19,36 @@ use std::time::Instant;
 pub const MAX_ADDR_LEN: usize = 300;
 
 impl EventLoop {
-    /// The ids a command applies to, each once.
-    fn targets(&self, targets: &Targets) -> Vec<ConnId> {
-        let mut ids: Vec<ConnId> = match targets {
-            Targets::All => self.conns.iter().map(|(_, c)| c.id).collect(),
-            Targets::Conns(ids) => ids.clone(),
+    /// The connections a command applies to, each once, as (id, slab key).
+    /// One pass over the slab: a map from id to key would cost every idle
+    /// client memory for the sake of rare commands.
+    fn targets(&self, targets: &Targets) -> Vec<(ConnId, usize)> {
+        let wanted = match targets {
+            Targets::All => None,
+            Targets::Conns(ids) => {
+                let mut ids = ids.clone();
+                ids.sort_unstable();
+                ids.dedup();
+                Some(ids)
+            }
         };
-        ids.sort_unstable();
-        ids.dedup();
-        ids
+        self.conns
+            .iter()
+            .filter(|(_, c)| {
+                wanted
+                    .as_ref()
+                    .is_none_or(|w| w.binary_search(&c.id).is_ok())
+            })
+            .map(|(key, c)| (c.id, key))
+            .collect()
     }
 
     pub(super) fn apply(&mut self, cmd: Command) {
         match cmd {
             Command::Kick { targets, mode } => {
-                for id in self.targets(&targets) {
+                for (id, key) in self.targets(&targets) {
                     match mode {
-                        KickMode::Reset => self.with_id(id, |io, _| {
+                        KickMode::Reset => self.with_conn_id(id, key, |io, _| {
                             io.publisher.event(Event {
                                 at: io.now,
                                 conn: Some(id),
@@ -45,7 +59,7 @@ impl EventLoop {
                                 reset: true,
                             })
                         }),
-                        KickMode::Graceful => self.kick_gracefully(id),
+                        KickMode::Graceful => self.kick_gracefully(id, key),
                     }
                 }
             }
@@ -55,8 +69,8 @@ impl EventLoop {
                 }
                 // One buffer for every target, however many there are.
                 let shared: Arc<[u8]> = bytes.into();
-                for id in self.targets(&targets) {
-                    self.with_id(id, |io, conn| io.inject(conn, &shared));
+                for (id, key) in self.targets(&targets) {
+                    self.with_conn_id(id, key, |io, conn| io.inject(conn, &shared));
                 }
             }
             Command::SetMode(mode) => {
@@ -77,30 +91,30 @@ impl EventLoop {
                 self.stats.force();
             }
             Command::SetReadPaused { targets, paused } => {
-                for id in self.targets(&targets) {
-                    self.with_id(id, |io, conn| io.set_read_paused(conn, paused));
+                for (id, key) in self.targets(&targets) {
+                    self.with_conn_id(id, key, |io, conn| io.set_read_paused(conn, paused));
                 }
             }
             Command::Inspect { conn } => {
-                if let Some(&key) = self.ids.get(&conn) {
-                    let detail = self.conns[key].detail();
+                if let Some((_, c)) = self.conns.iter().find(|(_, c)| c.id == conn) {
+                    let detail = c.detail();
                     self.publisher.detail(detail);
                 }
             }
         }
     }
 
-    fn kick_gracefully(&mut self, id: ConnId) {
+    fn kick_gracefully(&mut self, id: ConnId, key: usize) {
         let timeout = self.config.kick_timeout;
         let deadline = self.now + timeout.as_micros() as Micros;
-        let already = self
-            .ids
-            .get(&id)
-            .is_some_and(|&k| self.conns[k].kick_deadline.is_some());
-        self.with_id(id, |io, conn| io.kick_gracefully(conn, deadline));
-        if !already && self.ids.contains_key(&id) {
+        let first_kick = self
+            .conns
+            .get(key)
+            .is_some_and(|c| c.id == id && !matches!(c.phase, Phase::Closing { .. }));
+        self.with_conn_id(id, key, |io, conn| io.kick_gracefully(conn, deadline));
+        if first_kick && self.conns.get(key).is_some_and(|c| c.id == id) {
             self.timers
-                .arm(Instant::now() + timeout, id, Timer::KickDeadline);
+                .arm(Instant::now() + timeout, id, key, Timer::KickDeadline);
         }
     }
 

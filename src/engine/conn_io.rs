@@ -145,12 +145,11 @@ impl Io<'_> {
                 mode: KickMode::Graceful,
             },
         );
-        if conn.phase == Phase::Closing {
+        if let Phase::Closing { .. } = conn.phase {
             // Kicked already: the first deadline stands.
             return self.finish(conn, Ok(()));
         }
-        conn.phase = Phase::Closing;
-        conn.kick_deadline = Some(deadline);
+        conn.phase = Phase::Closing { deadline };
         self.touch(conn);
         // Keep reading (and discarding) so input never piles up unread,
         // which would turn our close into an RST.
@@ -165,7 +164,7 @@ impl Io<'_> {
     /// all its targets), up to the queue limit; the rest is refused.
     pub fn inject(&mut self, conn: &mut Connection, bytes: &Arc<[u8]>) -> Outcome {
         let n = bytes.len();
-        if conn.phase == Phase::Closing || conn.write_shut {
+        if matches!(conn.phase, Phase::Closing { .. }) || conn.write_shut {
             self.emit(
                 conn,
                 EventKind::InjectRefused {
@@ -268,7 +267,7 @@ impl Io<'_> {
                 reason: CloseReason::PeerClosed,
                 reset: false,
             }),
-            Phase::Closing if flushed && !conn.write_shut => {
+            Phase::Closing { .. } if flushed && !conn.write_shut => {
                 conn.write_shut = true;
                 let _ = conn.stream.shutdown(Shutdown::Write);
                 // Without the peer's FIN yet, wait for it: closing with
@@ -276,7 +275,7 @@ impl Io<'_> {
                 // destroy what we sent. The kick deadline bounds the wait.
                 if peer_fin { Err(graceful()) } else { Ok(()) }
             }
-            Phase::Closing if conn.write_shut && peer_fin => Err(graceful()),
+            Phase::Closing { .. } if conn.write_shut && peer_fin => Err(graceful()),
             _ => Ok(()),
         }
     }
@@ -350,7 +349,7 @@ impl Io<'_> {
         }
         self.emit(conn, EventKind::Read { n: n as u32 });
         self.touch(conn);
-        if self.mode != Mode::Echo || conn.phase == Phase::Closing {
+        if self.mode != Mode::Echo || matches!(conn.phase, Phase::Closing { .. }) {
             return Ok(());
         }
         // Fast path: with nothing queued, write straight from the read

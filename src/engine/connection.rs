@@ -19,8 +19,11 @@ pub enum Phase {
     Open,
     /// The peer sent FIN; queued bytes are still being delivered.
     HalfClosed,
-    /// Kicked gracefully: flushing, then FIN, then waiting for the peer's.
-    Closing,
+    /// Kicked gracefully: flushing, then FIN, then waiting for the peer's,
+    /// until `deadline`, when the kick gives up and resets.
+    Closing {
+        deadline: Micros,
+    },
 }
 
 #[derive(Debug)]
@@ -46,8 +49,6 @@ pub struct Connection {
     pub dirty: bool,
     /// Listed in the loop's list of connections to report.
     pub listed: bool,
-    /// While a graceful kick runs: when it gives up and resets.
-    pub kick_deadline: Option<Micros>,
 }
 
 impl Connection {
@@ -69,7 +70,6 @@ impl Connection {
             writable_interest: false,
             dirty: false,
             listed: false,
-            kick_deadline: None,
         }
     }
 
@@ -77,7 +77,7 @@ impl Connection {
         match self.phase {
             Phase::Open => ConnState::Open,
             Phase::HalfClosed => ConnState::HalfClosed,
-            Phase::Closing => ConnState::Closing,
+            Phase::Closing { deadline } => ConnState::Closing { deadline },
         }
     }
 
@@ -96,7 +96,6 @@ impl Connection {
             read_paused: self.gate.holds(StopReason::UserPause),
             events: self.events,
             last_activity: self.last_activity,
-            kick_deadline: self.kick_deadline,
         }
     }
 

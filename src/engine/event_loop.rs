@@ -3,9 +3,10 @@
 //!
 //! The loop owns the slab of connections and is the only code that removes
 //! one: every I/O step (`conn_io`) returns an [`Outcome`], which the loop
-//! applies in [`EventLoop::apply_outcome`]. Commands name connections by
-//! id and are resolved one id at a time, at the moment they apply, so a
-//! connection closed by an earlier step is simply not found.
+//! applies in [`EventLoop::apply_outcome`]. Commands and timers name a
+//! connection by id and slab key, and a step runs only while that key still
+//! holds that id ([`EventLoop::with_conn_id`]), so a connection closed by an
+//! earlier step is simply not found.
 //!
 //! Around that: accepting (`accept`), commands (`commands`), deadlines
 //! (`timers`), stats (`stats`) and hand-over to the consumer (`publish`).
@@ -23,7 +24,6 @@ use crossbeam_channel::Receiver;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
-use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,7 +50,6 @@ pub struct EventLoop {
     pub(super) resolver: Resolver,
 
     pub(super) conns: Slab<Connection>,
-    pub(super) ids: HashMap<ConnId, usize>,
     next_id: u64,
     /// Slab keys whose counters changed since they were last sent. A key
     /// may be stale (closed, or reused); `Connection::listed` sorts it out.
@@ -95,7 +94,6 @@ impl EventLoop {
             acceptor: Acceptor::new(),
             resolver: Resolver::new(waker),
             conns: Slab::new(),
-            ids: HashMap::new(),
             next_id: 1,
             dirty: Vec::new(),
             counters_sent_at: start,
@@ -224,13 +222,14 @@ impl EventLoop {
         self.apply_outcome(key, outcome);
     }
 
-    /// [`EventLoop::with_conn`] by id; an id that is not open is ignored.
-    pub(super) fn with_id(
+    /// [`EventLoop::with_conn`] if `key` still holds connection `id`.
+    pub(super) fn with_conn_id(
         &mut self,
         id: ConnId,
+        key: usize,
         step: impl FnOnce(&mut Io, &mut Connection) -> Outcome,
     ) {
-        if let Some(&key) = self.ids.get(&id) {
+        if self.conns.get(key).is_some_and(|c| c.id == id) {
             self.with_conn(key, step);
         }
     }
@@ -279,14 +278,12 @@ impl EventLoop {
 
     fn remove(&mut self, key: usize, close: Close) {
         let mut conn = self.conns.remove(key);
-        self.ids.remove(&conn.id);
         let _ = self.poll.registry().deregister(&mut conn.stream);
         if close.reset {
             // SO_LINGER 0 turns close() into an RST.
             let _ = socket2::SockRef::from(&conn.stream).set_linger(Some(Duration::ZERO));
         }
         conn.last_activity = self.now;
-        conn.kick_deadline = None;
         let mut last = conn.counters();
         last.state = ConnState::Closed(close.reason.clone());
         self.emit(
@@ -350,7 +347,6 @@ impl EventLoop {
         let mut conn = Connection::new(id, stream, peer, self.now);
         conn.dirty = true;
         entry.insert(conn);
-        self.ids.insert(id, key);
         self.accepted_total += 1;
         self.emit(Some(id), EventKind::Accepted { peer });
         // Bytes that arrived before registration are reported by epoll on
@@ -370,20 +366,16 @@ impl EventLoop {
         if self.acceptor.retry_at().is_some_and(|t| clock >= t) {
             self.accept_all(clock);
         }
-        while let Some((id, timer)) = self.timers.pop_due(clock) {
+        while let Some((id, key, timer)) = self.timers.pop_due(clock) {
             match timer {
                 Timer::KickDeadline => {
                     let after_ms = self.config.kick_timeout.as_millis() as u64;
-                    // Stale entries (closed, or no kick running) find nothing.
-                    self.with_id(id, |_, conn| match conn.kick_deadline {
-                        Some(_) => Outcome::Close(Close {
+                    // A stale entry (the client closed) finds nothing.
+                    self.with_conn_id(id, key, |_, _| {
+                        Outcome::Close(Close {
                             reason: CloseReason::KickTimedOut { after_ms },
                             reset: true,
-                        }),
-                        None => Outcome::Open {
-                            want_writable: conn.writable_interest,
-                            read_again: false,
-                        },
+                        })
                     });
                 }
             }
@@ -474,6 +466,11 @@ impl EventLoop {
                 {
                     out.counters.push(c.counters());
                 }
+            }
+            if dirty.capacity() > 4096 {
+                // After a burst (10,000 clients connecting), do not keep a
+                // slot per client for good.
+                dirty.shrink_to(256);
             }
             out
         });

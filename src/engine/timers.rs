@@ -20,23 +20,24 @@ pub enum Timer {
 
 #[derive(Debug, Default)]
 pub struct Timers {
-    heap: BinaryHeap<Reverse<(Instant, ConnId, Timer)>>,
+    heap: BinaryHeap<Reverse<(Instant, ConnId, usize, Timer)>>,
 }
 
 impl Timers {
-    pub fn arm(&mut self, at: Instant, conn: ConnId, timer: Timer) {
-        self.heap.push(Reverse((at, conn, timer)));
+    /// Arm `timer` for the connection `conn` at slab key `key`.
+    pub fn arm(&mut self, at: Instant, conn: ConnId, key: usize, timer: Timer) {
+        self.heap.push(Reverse((at, conn, key, timer)));
     }
 
     pub fn next(&self) -> Option<Instant> {
-        self.heap.peek().map(|Reverse((at, _, _))| *at)
+        self.heap.peek().map(|Reverse((at, ..))| *at)
     }
 
-    /// The next entry due at `now`, if any.
-    pub fn pop_due(&mut self, now: Instant) -> Option<(ConnId, Timer)> {
+    /// The next entry due at `now`, if any: (id, slab key, timer).
+    pub fn pop_due(&mut self, now: Instant) -> Option<(ConnId, usize, Timer)> {
         match self.heap.peek() {
-            Some(Reverse((at, _, _))) if *at <= now => {
-                self.heap.pop().map(|Reverse((_, id, t))| (id, t))
+            Some(Reverse((at, ..))) if *at <= now => {
+                self.heap.pop().map(|Reverse((_, id, key, t))| (id, key, t))
             }
             _ => None,
         }
@@ -52,18 +53,28 @@ mod tests {
     fn pops_in_deadline_order_and_only_when_due() {
         let t0 = Instant::now();
         let mut timers = Timers::default();
-        timers.arm(t0 + Duration::from_secs(2), ConnId(1), Timer::KickDeadline);
-        timers.arm(t0 + Duration::from_secs(1), ConnId(2), Timer::KickDeadline);
+        timers.arm(
+            t0 + Duration::from_secs(2),
+            ConnId(1),
+            0,
+            Timer::KickDeadline,
+        );
+        timers.arm(
+            t0 + Duration::from_secs(1),
+            ConnId(2),
+            1,
+            Timer::KickDeadline,
+        );
         assert_eq!(timers.next(), Some(t0 + Duration::from_secs(1)));
         assert_eq!(timers.pop_due(t0), None);
         let later = t0 + Duration::from_secs(3);
         assert_eq!(
             timers.pop_due(later),
-            Some((ConnId(2), Timer::KickDeadline))
+            Some((ConnId(2), 1, Timer::KickDeadline))
         );
         assert_eq!(
             timers.pop_due(later),
-            Some((ConnId(1), Timer::KickDeadline))
+            Some((ConnId(1), 0, Timer::KickDeadline))
         );
         assert_eq!(timers.pop_due(later), None);
         assert_eq!(timers.next(), None);

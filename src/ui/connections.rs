@@ -220,7 +220,7 @@ fn cell(ui: &mut Ui, c: &ConnCounters, col: Column, now: u64) {
         Column::Peer => c.peer.to_string(),
         Column::State => {
             let label = state_label_at(c, now);
-            if c.kick_deadline.is_some() {
+            if let ConnState::Closing { .. } = c.state {
                 // The countdown of a graceful kick moves without new data.
                 ui.ctx()
                     .request_repaint_after(std::time::Duration::from_millis(100));

@@ -83,7 +83,7 @@ impl InspectorPane {
             ui.heading(format!("{id}"));
             ui.label(counters.peer.to_string());
             ui.label(RichText::new(state_label_at(&counters, now)).strong());
-            if counters.kick_deadline.is_some() {
+            if let ConnState::Closing { .. } = counters.state {
                 ui.ctx().request_repaint_after(Duration::from_millis(100));
             }
         });
