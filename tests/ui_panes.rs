@@ -534,6 +534,14 @@ fn inject_hex_to_all_clients() {
         1,
         "the message is in the history"
     );
+    // Its chip says what was sent (the bytes, unambiguously) and to whom.
+    let chips = nodes_where(&h, |t| t.starts_with("[hex] "));
+    assert!(
+        chips
+            .iter()
+            .any(|(t, _, _)| t.starts_with("[hex] Hel  to all clients · ")),
+        "history chip: {chips:?}"
+    );
 }
 
 /// Escapes and a CRLF line ending are applied, and only the selected row
