@@ -98,7 +98,7 @@ impl Cli {
         let mut opts = crate::control::ControlOptions::new(addr.clone());
         opts.token = self.token.clone();
         if let Some(root) = &self.web_root {
-            opts.web_root = root.clone();
+            opts.web_root = Some(root.clone());
         }
         Some(opts)
     }

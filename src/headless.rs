@@ -8,6 +8,7 @@ use crate::format;
 use crate::protocol::{Batch, EngineStats, ListenState};
 use crossbeam_channel::{Receiver, select};
 use std::io::Write;
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -73,14 +74,6 @@ pub fn run(config: EngineConfig) -> ExitCode {
 /// Like [`run`], and with `control`, also serve viewers (see
 /// [`crate::control`]); the summary line then counts them.
 pub fn run_with_control(config: EngineConfig, control: Option<ControlOptions>) -> ExitCode {
-    // Refuse an unsafe control address before anything is bound.
-    if let Some(opts) = &control
-        && let Err(e) = control::resolve_addr(&opts.addr)
-            .and_then(|addr| control::check_exposure(addr, opts.token.as_deref()))
-    {
-        eprintln!("muxscope: {e}");
-        return ExitCode::FAILURE;
-    }
     let signal = match termination_signal() {
         Ok(rx) => rx,
         Err(e) => {
@@ -88,79 +81,121 @@ pub fn run_with_control(config: EngineConfig, control: Option<ControlOptions>) -
             return ExitCode::FAILURE;
         }
     };
-    let engine = match EngineHandle::spawn(config) {
-        Ok(e) => e,
+    let result = Headless::start(config, control).and_then(|h| h.run(signal));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("muxscope: cannot start the engine: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match engine.initial_listen() {
-        ListenState::Listening(addr) => println!("muxscope listening on {addr}"),
-        ListenState::Failed { error, .. } => {
-            eprintln!("muxscope: {error}");
-            return ExitCode::FAILURE;
-        }
-        ListenState::Stopped => println!("muxscope running without a listener"),
-    }
-    let mut server = None;
-    let mut batches = engine.batches().clone();
-    if let Some(opts) = &control {
-        match ControlServer::attach(opts, &engine) {
-            Ok((s, relay)) => {
-                let addr = s.local_addr();
-                let token = if opts.token.is_some() {
-                    "?token=…"
-                } else {
-                    ""
-                };
-                println!("muxscope viewer on http://{addr}/{token} (WebSocket ws://{addr}/ws)");
-                if !opts.web_root.join("index.html").is_file() {
-                    eprintln!(
-                        "muxscope: no web viewer in {}: run scripts/build-web.sh or pass --web-root",
-                        opts.web_root.display()
-                    );
-                }
-                batches = relay;
-                server = Some(s);
-            }
-            Err(e) => {
-                eprintln!("muxscope: {e}");
-                return ExitCode::FAILURE;
-            }
+            eprintln!("muxscope: {e}");
+            ExitCode::FAILURE
         }
     }
-    let _ = std::io::stdout().flush();
+}
 
-    let mut summary = Summary::default();
-    let mut last_line = Instant::now();
-    let (mut prev_rx, mut prev_tx) = (0, 0);
-    loop {
-        let wait = Duration::from_secs(1).saturating_sub(last_line.elapsed());
-        select! {
-            recv(batches) -> batch => match batch {
-                Ok(batch) => summary.absorb(batch),
-                Err(_) => break,
-            },
-            recv(signal) -> _ => break,
-            default(wait) => {}
-        }
-        if last_line.elapsed() >= Duration::from_secs(1) {
-            let secs = last_line.elapsed().as_secs_f64();
-            let mut line = summary.line(prev_rx, prev_tx, secs);
-            if let Some(s) = &server {
-                line.push_str(&format!(" | {} viewers", s.viewers()));
-            }
-            println!("{line}");
-            let _ = std::io::stdout().flush();
-            if let Some(s) = &summary.stats {
-                (prev_rx, prev_tx) = (s.rx_bytes, s.tx_bytes);
-            }
-            last_line = Instant::now();
-        }
+/// A running headless muxscope: the engine, and its control endpoint if
+/// one was asked for.
+pub struct Headless {
+    engine: EngineHandle,
+    server: Option<ControlServer>,
+    batches: Receiver<Batch>,
+}
+
+impl std::fmt::Debug for Headless {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Headless").finish_non_exhaustive()
     }
-    drop(server);
-    engine.shutdown();
-    println!("muxscope stopped");
-    ExitCode::SUCCESS
+}
+
+impl Headless {
+    /// Start the engine and the control endpoint, and print where they
+    /// are. Fails before binding anything if the control setup is unsafe.
+    pub fn start(config: EngineConfig, control: Option<ControlOptions>) -> Result<Headless, String> {
+        // Refuse an unsafe control address before anything is bound.
+        if let Some(opts) = &control {
+            control::resolve_addr(&opts.addr)
+                .and_then(|addr| control::check_exposure(addr, opts.token.as_deref()))?;
+        }
+        let engine =
+            EngineHandle::spawn(config).map_err(|e| format!("cannot start the engine: {e}"))?;
+        match engine.initial_listen() {
+            ListenState::Listening(addr) => println!("muxscope listening on {addr}"),
+            ListenState::Failed { error, .. } => return Err(error.clone()),
+            ListenState::Stopped => println!("muxscope running without a listener"),
+        }
+        let mut server = None;
+        let mut batches = engine.batches().clone();
+        if let Some(opts) = &control {
+            let (s, relay) = ControlServer::attach(opts, &engine)?;
+            let addr = s.local_addr();
+            let token = if opts.token.is_some() {
+                "?token=…"
+            } else {
+                ""
+            };
+            println!("muxscope viewer on http://{addr}/{token} (WebSocket ws://{addr}/ws)");
+            if !opts
+                .web_root
+                .as_ref()
+                .is_some_and(|r| r.join("index.html").is_file())
+            {
+                eprintln!("muxscope: no web viewer: run scripts/build-web.sh or pass --web-root");
+            }
+            batches = relay;
+            server = Some(s);
+        }
+        let _ = std::io::stdout().flush();
+        Ok(Headless {
+            engine,
+            server,
+            batches,
+        })
+    }
+
+    pub fn control_addr(&self) -> Option<SocketAddr> {
+        self.server.as_ref().map(ControlServer::local_addr)
+    }
+
+    pub fn echo_addr(&self) -> Option<SocketAddr> {
+        self.engine.local_addr()
+    }
+
+    /// Print a summary line each second until `stop` fires (or its sender
+    /// is dropped).
+    pub fn run(self, stop: Receiver<()>) -> Result<(), String> {
+        let Headless {
+            engine,
+            server,
+            batches,
+        } = self;
+        let mut summary = Summary::default();
+        let mut last_line = Instant::now();
+        let (mut prev_rx, mut prev_tx) = (0, 0);
+        loop {
+            let wait = Duration::from_secs(1).saturating_sub(last_line.elapsed());
+            select! {
+                recv(batches) -> batch => match batch {
+                    Ok(batch) => summary.absorb(batch),
+                    Err(_) => break,
+                },
+                recv(stop) -> _ => break,
+                default(wait) => {}
+            }
+            if last_line.elapsed() >= Duration::from_secs(1) {
+                let secs = last_line.elapsed().as_secs_f64();
+                let mut line = summary.line(prev_rx, prev_tx, secs);
+                if let Some(s) = &server {
+                    line.push_str(&format!(" | {} viewers", s.viewers()));
+                }
+                println!("{line}");
+                let _ = std::io::stdout().flush();
+                if let Some(s) = &summary.stats {
+                    (prev_rx, prev_tx) = (s.rx_bytes, s.tx_bytes);
+                }
+                last_line = Instant::now();
+            }
+        }
+        drop(server);
+        engine.shutdown();
+        println!("muxscope stopped");
+        Ok(())
+    }
 }

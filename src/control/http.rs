@@ -99,10 +99,12 @@ pub struct HttpConfig {
 }
 
 impl HttpConfig {
-    pub fn new(web_root: &Path, token: Option<String>) -> Self {
+    pub fn new(web_root: Option<&Path>, token: Option<String>) -> Self {
         HttpConfig {
-            web_root: web_root.canonicalize().ok().filter(|p| p.is_dir()),
-            web_root_shown: web_root.to_owned(),
+            web_root: web_root
+                .and_then(|r| r.canonicalize().ok())
+                .filter(|p| p.is_dir()),
+            web_root_shown: web_root.map(Path::to_owned).unwrap_or_default(),
             token,
         }
     }
@@ -438,7 +440,7 @@ mod tests {
 
     #[test]
     fn upgrade_answers_with_the_rfc_accept_key() {
-        let cfg = HttpConfig::new(Path::new("/nonexistent"), None);
+        let cfg = HttpConfig::new(None, None);
         let h = head("/ws", &upgrade_with(&[("Host", "127.0.0.1:8801")]));
         let Route::Upgrade(r) = route(&h, &cfg) else {
             panic!()
@@ -451,7 +453,7 @@ mod tests {
 
     #[test]
     fn upgrade_needs_the_token_when_one_is_set() {
-        let cfg = HttpConfig::new(Path::new("/nonexistent"), Some("s3 cr&t".into()));
+        let cfg = HttpConfig::new(None, Some("s3 cr&t".into()));
         let h = upgrade_with(&[("Host", "example.org")]);
         for (target, want) in [
             ("/ws", 401),
@@ -469,7 +471,7 @@ mod tests {
 
     #[test]
     fn without_a_token_only_same_machine_pages_may_attach() {
-        let cfg = HttpConfig::new(Path::new("/nonexistent"), None);
+        let cfg = HttpConfig::new(None, None);
         for (host, origin, want) in [
             ("127.0.0.1:8801", None, 101),
             ("localhost:8801", Some("http://localhost:8801"), 101),
@@ -491,7 +493,7 @@ mod tests {
 
     #[test]
     fn plain_get_of_ws_is_a_bad_request() {
-        let cfg = HttpConfig::new(Path::new("/nonexistent"), None);
+        let cfg = HttpConfig::new(None, None);
         let Route::Reply(r) = route(&head("/ws", &[("Host", "127.0.0.1")]), &cfg) else {
             panic!()
         };

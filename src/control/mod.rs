@@ -41,6 +41,7 @@ pub use native::*;
 mod native {
     use std::net::{SocketAddr, ToSocketAddrs};
     use std::path::PathBuf;
+    use std::time::Duration;
 
     /// The port `--control` uses when given only a host.
     pub const DEFAULT_CONTROL_PORT: u16 = 8801;
@@ -52,12 +53,36 @@ mod native {
         pub addr: String,
         /// Required on the WebSocket as `?token=…` when set.
         pub token: Option<String>,
-        /// Where the built web viewer is (Trunk's `dist/`).
-        pub web_root: PathBuf,
+        /// Where the built web viewer is (Trunk's `dist/`); `None` serves a
+        /// page saying how to build it.
+        pub web_root: Option<PathBuf>,
         /// Viewers attached at once; more are turned away with 503.
         pub max_viewers: usize,
         /// Frames (batches) queued per viewer before its events are dropped.
         pub viewer_queue: usize,
+        /// Bytes queued per viewer before its events are dropped (one frame
+        /// is always allowed, however large).
+        pub viewer_queue_bytes: usize,
+        /// How often each viewer is pinged.
+        pub ping_interval: Duration,
+        /// A viewer not heard from (not even a pong) for this long is
+        /// dropped and its slot freed.
+        pub viewer_timeout: Duration,
+        /// A request head must be complete this long after accept.
+        pub head_timeout: Duration,
+        /// Commands one viewer may send per second on average, and in a
+        /// burst; past that its socket is not read until it is back within.
+        pub commands_per_sec: u32,
+        pub command_burst: u32,
+        /// Serve https/wss with this certificate chain and key (PEM).
+        pub tls: Option<TlsFiles>,
+    }
+
+    /// `--tls-cert` and `--tls-key`.
+    #[derive(Clone, Debug)]
+    pub struct TlsFiles {
+        pub cert: PathBuf,
+        pub key: PathBuf,
     }
 
     impl ControlOptions {
@@ -65,9 +90,16 @@ mod native {
             ControlOptions {
                 addr: addr.into(),
                 token: None,
-                web_root: default_web_root(),
+                web_root: Some(default_web_root()),
                 max_viewers: 32,
                 viewer_queue: 64,
+                viewer_queue_bytes: 4 << 20,
+                ping_interval: Duration::from_secs(5),
+                viewer_timeout: Duration::from_secs(30),
+                head_timeout: Duration::from_secs(10),
+                commands_per_sec: 2048,
+                command_burst: 2048,
+                tls: None,
             }
         }
     }

@@ -131,7 +131,7 @@ impl ControlServer {
             again: Vec::new(),
             stop: stop.clone(),
             shared: Shared {
-                http: HttpConfig::new(&opts.web_root, opts.token.clone()),
+                http: HttpConfig::new(opts.web_root.as_deref(), opts.token.clone()),
                 ws_config,
                 to_fanout,
                 commands,
