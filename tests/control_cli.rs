@@ -266,13 +266,17 @@ fn what_viewers_send_is_printed_escaped() {
     v.send(&muxscope::protocol::Command::Listen { addr: evil });
     let deadline = Instant::now() + STEP;
     loop {
-        assert!(Instant::now() < deadline, "the failed listen was never printed");
+        assert!(
+            Instant::now() < deadline,
+            "the failed listen was never printed"
+        );
         let _ = v.read_once();
         let lines = h.lines.lock().unwrap().clone();
         if lines.iter().any(|l| l.contains("pwned")) {
             for l in &lines {
                 assert!(
-                    !l.chars().any(|c| c.is_control() || ('\u{202a}'..='\u{202e}').contains(&c)),
+                    !l.chars()
+                        .any(|c| c.is_control() || ('\u{202a}'..='\u{202e}').contains(&c)),
                     "raw control characters printed: {l:?}"
                 );
                 assert!(l.len() <= 1024, "{} bytes in one line", l.len());
@@ -282,4 +286,36 @@ fn what_viewers_send_is_printed_escaped() {
         }
     }
     assert!(h.stop());
+}
+
+#[test]
+fn an_unreadable_tls_key_is_named_before_anything_is_served() {
+    let dir = TempDir::new("cli-tls");
+    let cert = dir.path().join("cert.pem");
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    let mut cmd = muxscope();
+    cmd.args([
+        "--headless",
+        "--listen",
+        "127.0.0.1:0",
+        "--control",
+        "127.0.0.1:0",
+        "--tls-cert",
+    ])
+    .arg(&cert)
+    .arg("--tls-key")
+    .arg(dir.path().join("missing-key.pem"));
+    let (ok, err) = run_to_end(cmd);
+    assert!(!ok);
+    assert!(
+        err.contains("cannot read the TLS key") && err.contains("missing-key.pem"),
+        "{err}"
+    );
+    // --tls-key alone is refused by the parser.
+    let mut cmd = muxscope();
+    cmd.args(["--headless", "--control", "127.0.0.1:0", "--tls-cert"])
+        .arg(&cert);
+    let (ok, err) = run_to_end(cmd);
+    assert!(!ok && err.contains("--tls-key"), "{err}");
 }

@@ -92,7 +92,12 @@ fn without_a_token_a_viewer_may_listen_on_loopback_only() {
         );
     }
     // Allowed ones reach the engine, in order, and nothing refused did.
-    for addr in ["127.0.0.1:0", "[::1]:9000", "localhost:9000", "127.8.9.10:1"] {
+    for addr in [
+        "127.0.0.1:0",
+        "[::1]:9000",
+        "localhost:9000",
+        "127.8.9.10:1",
+    ] {
         v.send(&listen(addr));
     }
     v.send(&Command::StopListening);
@@ -117,10 +122,7 @@ fn without_a_token_a_viewer_may_listen_on_loopback_only() {
 fn with_a_token_any_address_goes_but_not_an_overlong_one() {
     let token = "a-token-long-enough-for-tests";
     let (server, _batches, cmds, _dir) = start(Some(token), |_| {});
-    let mut v = Viewer::attach(&format!(
-        "ws://{}/ws?token={token}",
-        server.local_addr()
-    ));
+    let mut v = Viewer::attach(&format!("ws://{}/ws?token={token}", server.local_addr()));
     v.send(&listen("0.0.0.0:9000"));
     assert_eq!(cmds.recv_timeout(STEP).unwrap(), listen("0.0.0.0:9000"));
 
@@ -169,9 +171,7 @@ fn a_viewer_cannot_send_commands_faster_than_its_rate() {
     let mut next = early;
     let deadline = Instant::now() + 2 * STEP;
     while next < N {
-        let cmd = cmds
-            .recv_deadline(deadline)
-            .expect("every command arrives");
+        let cmd = cmds.recv_deadline(deadline).expect("every command arrives");
         assert_eq!(cmd, Command::Inspect { conn: ConnId(next) });
         next += 1;
     }

@@ -350,7 +350,10 @@ fn every_response_forbids_framing_and_foreign_scripts() {
             .find_map(|l| l.strip_prefix("Content-Security-Policy: "))
             .unwrap_or_else(|| panic!("{status}: no CSP in {head}"));
         assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
-        assert!(csp.contains("script-src 'self' 'wasm-unsafe-eval'"), "{csp}");
+        assert!(
+            csp.contains("script-src 'self' 'wasm-unsafe-eval'"),
+            "{csp}"
+        );
         assert!(!csp.contains("'unsafe-inline'") || !csp.contains("script-src 'unsafe"));
         assert!(head.contains("\r\nX-Frame-Options: DENY\r\n"), "{head}");
     }
@@ -425,7 +428,9 @@ fn a_viewer_that_never_answers_pings_is_dropped() {
     // The one that reads answers pings and stays past several deadlines.
     let until = Instant::now() + Duration::from_secs(4);
     while Instant::now() < until {
-        alive.read_once().expect("the reading viewer stays attached");
+        alive
+            .read_once()
+            .expect("the reading viewer stays attached");
     }
     assert_eq!(s.server().viewers(), 1);
 }

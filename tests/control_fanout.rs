@@ -367,7 +367,11 @@ fn a_stalled_viewer_converges_after_thousands_of_closes() {
                 .collect(),
         );
     }
-    feed((30_001..=30_005).map(|i| conn(i, ConnState::Open)).collect());
+    feed(
+        (30_001..=30_005)
+            .map(|i| conn(i, ConnState::Open))
+            .collect(),
+    );
     // Now it reads until quiet.
     let mut quiet_since = Instant::now();
     let deadline = Instant::now() + 2 * STEP;

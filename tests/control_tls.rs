@@ -37,21 +37,20 @@ fn make_cert(dir: &TempDir) -> Cert {
     }
 }
 
-fn tls_client(addr: SocketAddr, trusted: &CertificateDer<'static>) -> StreamOwned<ClientConnection, TcpStream> {
+fn tls_client(
+    addr: SocketAddr,
+    trusted: &CertificateDer<'static>,
+) -> StreamOwned<ClientConnection, TcpStream> {
     let mut roots = RootCertStore::empty();
     roots.add(trusted.clone()).unwrap();
-    let config = ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let conn = ClientConnection::new(
-        Arc::new(config),
-        ServerName::try_from("localhost").unwrap(),
-    )
-    .unwrap();
+    let config =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    let conn = ClientConnection::new(Arc::new(config), ServerName::try_from("localhost").unwrap())
+        .unwrap();
     let tcp = client(addr);
     StreamOwned::new(conn, tcp)
 }
@@ -69,7 +68,8 @@ fn serves_the_page_and_the_websocket_over_tls() {
     tls.write_all(format!("GET / HTTP/1.1\r\nHost: localhost:{}\r\n\r\n", a.port()).as_bytes())
         .unwrap();
     let mut out = Vec::new();
-    tls.read_to_end(&mut out).expect("a clean TLS close after the response");
+    tls.read_to_end(&mut out)
+        .expect("a clean TLS close after the response");
     let text = String::from_utf8_lossy(&out);
     assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
     assert!(text.ends_with(INDEX), "{text}");
