@@ -226,7 +226,8 @@ impl Headless {
     }
 }
 
-/// Why the engine ended: its panic message once its thread has finished.
+/// Why the event stream ended: the engine's panic message once its thread
+/// has finished.
 fn engine_failure(engine: &mut EngineHandle) -> String {
     let deadline = Instant::now() + FAILURE_WAIT;
     loop {
@@ -234,7 +235,11 @@ fn engine_failure(engine: &mut EngineHandle) -> String {
             return why;
         }
         if Instant::now() >= deadline {
-            return "the engine stopped unexpectedly (see the log)".to_owned();
+            // Its thread is still running: what ended was the control
+            // endpoint's relay of its stream (its error is printed above).
+            return "the engine's event stream ended while the engine still runs \
+                    (the control endpoint stopped; see above)"
+                .to_owned();
         }
         std::thread::sleep(Duration::from_millis(10));
     }
