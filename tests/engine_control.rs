@@ -45,7 +45,11 @@ fn kicked_event_seen(h: &Harness, id: ConnId) {
 #[test]
 fn graceful_kick_delivers_queued_bytes_then_eof() {
     const PAYLOAD: usize = 8 * 1024 * 1024;
-    let h = Harness::start(config(Mode::Echo));
+    // The whole inject fits the queue (injects obey its bound).
+    let h = Harness::start(EngineConfig {
+        queue_limit: 2 * PAYLOAD,
+        ..config(Mode::Echo)
+    });
     let (mut c, id) = h.connect();
     assert_echo(&mut c, b"before the kick");
 
@@ -66,7 +70,9 @@ fn graceful_kick_delivers_queued_bytes_then_eof() {
         mode: KickMode::Graceful,
     });
     kicked_event_seen(&h, id);
-    let closing = h.wait_counters(id, "state Closing", |c| c.state == ConnState::Closing);
+    let closing = h.wait_counters(id, "state Closing", |c| {
+        matches!(c.state, ConnState::Closing { .. })
+    });
     assert!(closing.queued_bytes > 0, "the queue is still being flushed");
 
     // Input after the kick is read and discarded: not echoed, and it must
@@ -90,21 +96,31 @@ fn graceful_kick_delivers_queued_bytes_then_eof() {
 }
 
 #[test]
-fn graceful_kick_of_a_peer_that_never_closes_ends_after_a_linger() {
-    let h = Harness::start(config(Mode::Echo));
+fn graceful_kick_of_a_peer_that_never_closes_is_reset_at_the_deadline() {
+    let h = Harness::start(EngineConfig {
+        kick_timeout: Duration::from_secs(1),
+        ..config(Mode::Echo)
+    });
     let (mut c, id) = h.connect();
     h.send(Command::Kick {
         targets: Targets::one(id),
         mode: KickMode::Graceful,
     });
     // Nothing was queued: the FIN comes at once.
+    let kicked = Instant::now();
     let got = read_to_eof(&mut c, "kicked idle client");
     assert!(got.is_empty());
     // The client keeps its socket open; the engine gives up waiting for
-    // its FIN after a bounded linger, and nothing is left behind.
-    let t = Instant::now();
-    assert_eq!(h.wait_closed(id), CloseReason::Kicked(KickMode::Graceful));
-    assert!(t.elapsed() < Duration::from_secs(5));
+    // its FIN at the kick deadline, resets, and says so.
+    assert_eq!(
+        h.wait_closed(id),
+        CloseReason::KickTimedOut { after_ms: 1000 }
+    );
+    let took = kicked.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "closed {took:?} after the kick, deadline 1 s"
+    );
     h.wait_for("no connections left", |m| {
         m.stats
             .as_ref()
@@ -540,7 +556,8 @@ fn port_in_use_is_reported_at_start_and_on_listen() {
     ));
     drop(engine);
 
-    // On a Listen command: the old listener goes, the failure is reported.
+    // On a Listen command: the failure is reported, and the old listener
+    // stays, so a failed move leaves the server where it was.
     let h = Harness::start(config(Mode::Echo));
     let old = h.addr;
     h.send(Command::Listen {
@@ -553,16 +570,15 @@ fn port_in_use_is_reported_at_start_and_on_listen() {
         })
     });
     assert!(error.contains("already in use"), "{error}");
-    h.wait_for("stats showing the failure", |m| {
+    let mut on_old = client(old);
+    assert_echo(&mut on_old, b"still on the old port");
+    h.wait_for("stats still listening on the old address", |m| {
         m.stats
             .as_ref()
-            .filter(|s| matches!(&s.listen, ListenState::Failed { error, .. } if error.contains("already in use")))
+            .filter(|s| s.listen == ListenState::Listening(old))
             .map(|_| ())
     });
-    assert!(
-        TcpStream::connect(old).is_err(),
-        "the old listener is closed"
-    );
+    drop(on_old);
 
     // Listening elsewhere works again.
     h.send(Command::Listen {
