@@ -34,6 +34,7 @@ fn start(
         batches_rx,
         Box::new(move |c| {
             let _ = cmd_tx.send(c);
+            Ok(())
         }),
     )
     .unwrap();
@@ -179,4 +180,47 @@ fn a_viewer_cannot_send_commands_faster_than_its_rate() {
     assert_eq!(server.viewers(), 1);
     flooder.send(&Command::StopListening);
     assert_eq!(cmds.recv_timeout(STEP).unwrap(), Command::StopListening);
+}
+
+/// The engine's command channel is bounded: when it is full, the io thread
+/// holds the viewer's command (and stops reading that viewer) until there
+/// is room, so nothing is lost and nothing piles up in between.
+#[test]
+fn a_full_engine_channel_holds_commands_back_losslessly() {
+    let dir = TempDir::new("commands-full");
+    let mut opts = ControlOptions::new("127.0.0.1:0");
+    opts.web_root = Some(web_root(&dir));
+    let (_batches_tx, batches_rx) = crossbeam_channel::bounded::<Batch>(64);
+    let (cmd_tx, cmd_rx) = crossbeam_channel::bounded::<Command>(8);
+    let (server, _relay) = ControlServer::start(
+        &opts,
+        batches_rx,
+        Box::new(move |c| {
+            cmd_tx.try_send(c).map_err(|e| match e {
+                crossbeam_channel::TrySendError::Full(c)
+                | crossbeam_channel::TrySendError::Disconnected(c) => c,
+            })
+        }),
+    )
+    .unwrap();
+    let mut v = Viewer::attach(&format!("ws://{}/ws", server.local_addr()));
+    const N: u64 = 200;
+    for i in 0..N {
+        let cmd = Command::Inspect { conn: ConnId(i) };
+        v.ws.write(Message::Text(encode_command(&cmd))).unwrap();
+    }
+    v.ws.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(cmd_rx.len(), 8, "the channel filled and no further");
+    assert_eq!(server.viewers(), 1, "the viewer is held back, not dropped");
+    let deadline = Instant::now() + STEP;
+    for i in 0..N {
+        let cmd = cmd_rx
+            .recv_deadline(deadline)
+            .expect("every command arrives");
+        assert_eq!(cmd, Command::Inspect { conn: ConnId(i) }, "in order");
+        if i % 16 == 0 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
 }

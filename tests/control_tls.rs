@@ -130,7 +130,7 @@ fn start_err(tls: TlsFiles) -> String {
     let mut opts = ControlOptions::new("127.0.0.1:0");
     opts.tls = Some(tls);
     let (_tx, rx) = crossbeam_channel::bounded(1);
-    match ControlServer::start(&opts, rx, Box::new(|_| {})) {
+    match ControlServer::start(&opts, rx, Box::new(|_| Ok(()))) {
         Ok(_) => panic!("started with unusable TLS files"),
         Err(e) => e,
     }

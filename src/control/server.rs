@@ -14,7 +14,9 @@
 //! a token bucket on commands: past it the viewer's socket is not read
 //! until it is back within its rate) and checked (a command must decode
 //! and pass [`super::vet`]); a viewer that breaks the rules is closed on its
-//! own and nothing reaches the engine. Viewers are pinged; one not heard
+//! own and nothing reaches the engine. A command the engine's (bounded)
+//! channel has no room for is held, and that viewer not read, until it is
+//! taken. Viewers are pinged; one not heard
 //! from within the viewer timeout is dropped and its slot freed.
 //!
 //! When the engine ends while viewers are attached, each is closed with
@@ -26,7 +28,7 @@ use super::stream::{self, Stream};
 use super::vet::{self, Refusal};
 use super::wire::{MAX_VIEWER_MESSAGE, decode_command, encode_batch};
 use super::{ControlOptions, check_exposure, resolve_addr};
-use crate::engine::EngineHandle;
+use crate::engine::{CommandError, EngineHandle};
 use crate::logging::terminal_safe;
 use crate::protocol::{Batch, Command, Event, EventKind};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
@@ -45,8 +47,10 @@ use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tungstenite::{Message, WebSocket};
 
-/// Where viewers' commands go (normally the engine's commander).
-pub type CommandSink = Box<dyn Fn(Command) + Send>;
+/// Where viewers' commands go (normally the engine's commander). A sink
+/// that is full hands the command back (`Err`); the viewer is then not
+/// read until it is taken, so nothing is dropped and nothing piles up.
+pub type CommandSink = Box<dyn Fn(Command) -> Result<(), Command> + Send>;
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -69,6 +73,8 @@ const FILE_CHUNK: usize = 64 * 1024;
 const VERDICT_WAIT: Duration = Duration::from_secs(3);
 /// What a command costs from the bucket: one, plus one per KiB.
 const COST_PER_BYTE: f64 = 1.0 / 1024.0;
+/// How soon a command the engine had no room for is offered again.
+const SINK_RETRY: Duration = Duration::from_millis(10);
 
 /// A running control endpoint. Dropping it closes every viewer and stops
 /// its threads; the engine is not touched.
@@ -103,7 +109,12 @@ impl ControlServer {
         Self::start(
             opts,
             engine.batches().clone(),
-            Box::new(move |cmd| commander.send(cmd)),
+            Box::new(move |cmd| match commander.try_send(cmd.clone()) {
+                Err(CommandError::Full) => Err(cmd),
+                // A stopped engine is reported to viewers when its stream
+                // ends.
+                Ok(()) | Err(CommandError::Stopped) => Ok(()),
+            }),
         )
     }
 
@@ -349,6 +360,9 @@ struct ViewerConn {
     tokens: f64,
     refilled: Instant,
     throttled_until: Option<Instant>,
+    /// A command the engine had no room for; nothing more is read until it
+    /// is taken.
+    pending: Option<Command>,
     /// The engine's stream ended; waiting for the reason to close with.
     engine_ended: bool,
 }
@@ -740,6 +754,7 @@ fn route(conn: &mut Conn, shared: &mut Shared, head: &http::RequestHead, used: u
         tokens: shared.burst,
         refilled: now,
         throttled_until: None,
+        pending: None,
         engine_ended: false,
     }));
     conn.deadline = None;
@@ -821,7 +836,16 @@ fn viewer_io(v: &mut ViewerConn, peer: SocketAddr, shared: &mut Shared) -> Next 
     let now = Instant::now();
     v.refill(now, shared);
     v.throttled_until = None;
+    if let Some(cmd) = v.pending.take()
+        && let Err(cmd) = (shared.commands)(cmd)
+    {
+        v.pending = Some(cmd);
+    }
     loop {
+        if v.pending.is_some() {
+            v.throttled_until = Some(now + SINK_RETRY);
+            break;
+        }
         if v.tokens < 0.0 {
             // Not read until the bucket is back to zero; the socket's
             // buffers (then TCP) hold the rest.
@@ -854,7 +878,7 @@ fn viewer_io(v: &mut ViewerConn, peer: SocketAddr, shared: &mut Shared) -> Next 
         match msg {
             Message::Text(text) => match decode_command(&text) {
                 Ok(cmd) => match vet::vet(&cmd, shared.has_token) {
-                    Ok(()) => (shared.commands)(cmd),
+                    Ok(()) => v.pending = (shared.commands)(cmd).err(),
                     Err(Refusal::Listen { addr, why }) => {
                         notice_listen_refused(v, shared, addr, why)
                     }
