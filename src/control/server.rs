@@ -28,7 +28,7 @@ use super::stream::{self, Stream};
 use super::vet::{self, Refusal};
 use super::wire::{MAX_VIEWER_MESSAGE, decode_command, encode_batch};
 use super::{ControlOptions, check_exposure, resolve_addr};
-use crate::engine::{CommandError, EngineHandle};
+use crate::engine::{CommandError, EngineHandle, Rejected};
 use crate::logging::terminal_safe;
 use crate::protocol::{Batch, Command, Event, EventKind};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
@@ -109,11 +109,14 @@ impl ControlServer {
         Self::start(
             opts,
             engine.batches().clone(),
-            Box::new(move |cmd| match commander.try_send(cmd.clone()) {
-                Err(CommandError::Full) => Err(cmd),
+            Box::new(move |cmd| match commander.try_send(cmd) {
+                Err(Rejected {
+                    why: CommandError::Full,
+                    command,
+                }) => Err(command),
                 // A stopped engine is reported to viewers when its stream
                 // ends.
-                Ok(()) | Err(CommandError::Stopped) => Ok(()),
+                Ok(()) | Err(_) => Ok(()),
             }),
         )
     }

@@ -66,10 +66,24 @@ impl std::fmt::Display for CommandError {
 
 impl std::error::Error for CommandError {}
 
-fn try_send(commands: &Sender<Command>, waker: &Waker, cmd: Command) -> Result<(), CommandError> {
+/// A command the engine did not take, handed back so it need not be copied
+/// before trying (an inject may be a megabyte).
+#[derive(Debug)]
+pub struct Rejected {
+    pub why: CommandError,
+    pub command: Command,
+}
+
+fn try_send(commands: &Sender<Command>, waker: &Waker, cmd: Command) -> Result<(), Rejected> {
     commands.try_send(cmd).map_err(|e| match e {
-        crossbeam_channel::TrySendError::Full(_) => CommandError::Full,
-        crossbeam_channel::TrySendError::Disconnected(_) => CommandError::Stopped,
+        crossbeam_channel::TrySendError::Full(command) => Rejected {
+            why: CommandError::Full,
+            command,
+        },
+        crossbeam_channel::TrySendError::Disconnected(command) => Rejected {
+            why: CommandError::Stopped,
+            command,
+        },
     })?;
     let _ = waker.wake();
     Ok(())
@@ -221,12 +235,12 @@ impl EngineHandle {
 
     /// Send a command; one that cannot be delivered is logged and dropped.
     pub fn send(&self, cmd: Command) {
-        if let Err(e) = self.try_send(cmd) {
-            log::warn!("command not delivered: {e}");
+        if let Err(rejected) = self.try_send(cmd) {
+            log::warn!("command not delivered: {}", rejected.why);
         }
     }
 
-    pub fn try_send(&self, cmd: Command) -> Result<(), CommandError> {
+    pub fn try_send(&self, cmd: Command) -> Result<(), Rejected> {
         try_send(&self.commands, &self.waker, cmd)
     }
 
@@ -298,12 +312,12 @@ impl std::fmt::Debug for Commander {
 impl Commander {
     /// Send a command; one that cannot be delivered is logged and dropped.
     pub fn send(&self, cmd: Command) {
-        if let Err(e) = self.try_send(cmd) {
-            log::warn!("command not delivered: {e}");
+        if let Err(rejected) = self.try_send(cmd) {
+            log::warn!("command not delivered: {}", rejected.why);
         }
     }
 
-    pub fn try_send(&self, cmd: Command) -> Result<(), CommandError> {
+    pub fn try_send(&self, cmd: Command) -> Result<(), Rejected> {
         try_send(&self.commands, &self.waker, cmd)
     }
 }
