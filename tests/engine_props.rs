@@ -15,8 +15,11 @@
 //!   pause flag; a kick ends them (a graceful one delivers what was pending,
 //!   then EOF). Every command is followed by a barrier (an `Inspect` of an
 //!   echo client: commands are applied in order), so an echo step never
-//!   races a command. Echo steps write only in echo mode and while not
-//!   paused; otherwise they only read what injects owe them.
+//!   races a command. New echo clients connect only once every command sent
+//!   is known to be applied: at the start, after a kick of all (their
+//!   `Kicked` events), after a Listen (its outcome event). Echo steps write
+//!   only in echo mode and while not paused; otherwise they only read what
+//!   injects owe them.
 //!
 //! Cases: 16 by default, `PROPTEST_CASES` overrides. Every wait is bounded
 //! (`STEP`), and a case must finish within `CASE_BUDGET`.
@@ -183,7 +186,7 @@ impl Run {
                 .any(|e| matches!(e.kind, EventKind::Listening { .. }))
                 .then_some(())
         });
-        Run {
+        let mut run = Run {
             h,
             listen,
             mode: Mode::Echo,
@@ -191,6 +194,25 @@ impl Run {
             echo: Vec::new(),
             must_close: BTreeSet::new(),
             step: 0,
+        };
+        run.connect_echo_clients();
+        run
+    }
+
+    /// Bring the echo clients back to full number. Only called where every
+    /// command sent so far is known to have been applied, so that none of
+    /// them can reach a new client.
+    fn connect_echo_clients(&mut self) {
+        let Some(addr) = self.listen else { return };
+        while self.echo.len() < ECHO_CLIENTS {
+            let (stream, id) = self.h.connect_to(addr);
+            self.echo.push(EchoClient {
+                id,
+                stream,
+                pending: Vec::new(),
+                injects_seen: 0,
+                paused: false,
+            });
         }
     }
 
@@ -309,6 +331,7 @@ impl Run {
                     self.echo_clients_kicked(*mode)?;
                 }
                 self.barrier()?;
+                self.connect_echo_clients();
             }
             Op::Inject { target, len } => {
                 let targets = self.resolve(target);
@@ -356,6 +379,8 @@ impl Run {
                     }
                 }
                 self.barrier()?;
+                // The outcome came after every earlier command.
+                self.connect_echo_clients();
             }
             Op::StopListening => {
                 let seen = self.h.with(|m| m.events.len());
@@ -407,10 +432,14 @@ impl Run {
     }
 
     /// A kick of all ends the echo clients; a graceful one first delivers
-    /// everything they were owed.
+    /// everything they were owed. Their `Kicked` events show that the kick
+    /// was applied, so new echo clients are safe from it.
     fn echo_clients_kicked(&mut self, mode: KickMode) -> Result<(), TestCaseError> {
         for mut e in std::mem::take(&mut self.echo) {
             self.must_close.insert(e.id);
+            self.h.wait_event(e.id, "Kicked", |k| {
+                matches!(k, EventKind::Kicked { .. }).then_some(())
+            });
             if mode == KickMode::Graceful {
                 let got = read_to_eof(&mut e.stream, "echo client kicked gracefully");
                 prop_assert!(
@@ -428,18 +457,6 @@ impl Run {
     /// Each echo client reads what it is owed; in echo mode and unpaused it
     /// first sends `len` bytes, which must come back after that.
     fn echo_step(&mut self, len: usize) -> Result<(), TestCaseError> {
-        if let Some(addr) = self.listen {
-            while self.echo.len() < ECHO_CLIENTS {
-                let (stream, id) = self.h.connect_to(addr);
-                self.echo.push(EchoClient {
-                    id,
-                    stream,
-                    pending: Vec::new(),
-                    injects_seen: 0,
-                    paused: false,
-                });
-            }
-        }
         let sent = payload(self.step, len);
         for e in &mut self.echo {
             let echoes = self.mode == Mode::Echo && !e.paused;
@@ -455,14 +472,23 @@ impl Run {
                 }
                 read_n(&mut e.stream, expected.len(), "echo client")
             });
-            prop_assert!(
-                got == expected,
-                "{}: {} bytes came back, not the {} expected (first difference at {:?})",
-                e.id,
-                got.len(),
-                expected.len(),
-                got.iter().zip(&expected).position(|(a, b)| a != b)
-            );
+            if got != expected {
+                let at = got.iter().zip(&expected).position(|(a, b)| a != b);
+                let around = |v: &[u8]| {
+                    let from = at.unwrap_or(0);
+                    v[from..v.len().min(from + 16)].to_vec()
+                };
+                return Err(fail(format!(
+                    "{}: {} bytes came back, expected {} ({} owed by injects, then its echo); \
+                     first difference at {at:?}: got {:?}, expected {:?}",
+                    e.id,
+                    got.len(),
+                    expected.len(),
+                    expected.len() - if echoes { sent.len() } else { 0 },
+                    around(&got),
+                    around(&expected)
+                )));
+            }
         }
         Ok(())
     }
