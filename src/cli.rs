@@ -38,6 +38,11 @@ pub struct Cli {
     #[arg(long, value_name = "BYTES", default_value_t = crate::engine::DEFAULT_TRANSCRIPT_LIMIT)]
     pub transcript_bytes: usize,
 
+    /// Seconds a graceful kick may take (flush, FIN, the peer's FIN) before
+    /// the connection is reset instead.
+    #[arg(long, value_name = "SECS", default_value_t = 2.0, value_parser = parse_secs)]
+    pub kick_timeout: f64,
+
     /// With --headless: serve the web viewer and its WebSocket (/ws) on
     /// ADDR. A bare port (or no value) binds 127.0.0.1 only.
     #[arg(
@@ -67,6 +72,15 @@ pub struct Cli {
     /// engine, e.g. ws://127.0.0.1:8801/ws?token=SECRET.
     #[arg(long, value_name = "URL", conflicts_with = "headless")]
     pub attach: Option<String>,
+}
+
+fn parse_secs(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(secs) if (0.0..=86_400.0).contains(&secs) => Ok(secs),
+        _ => Err(format!(
+            "'{s}' is not a number of seconds between 0 and 86400"
+        )),
+    }
 }
 
 fn parse_mode(s: &str) -> Result<Mode, String> {
@@ -114,6 +128,7 @@ impl Cli {
             queue_limit: self.queue_limit.max(1),
             low_water: self.queue_limit / 4,
             transcript_limit: self.transcript_bytes,
+            kick_timeout: std::time::Duration::from_secs_f64(self.kick_timeout),
             ..EngineConfig::default()
         }
     }

@@ -31,7 +31,14 @@ const SILENCE: Duration = Duration::from_millis(300);
 /// The app on an in-process engine listening on a free loopback port, and
 /// that port.
 fn start() -> (App, SocketAddr) {
-    let cli = Cli::parse_from(["muxscope", "--listen", "127.0.0.1:0"]);
+    start_with(&[])
+}
+
+/// [`start`] with more command-line arguments.
+fn start_with(args: &[&str]) -> (App, SocketAddr) {
+    let mut argv = vec!["muxscope", "--listen", "127.0.0.1:0"];
+    argv.extend_from_slice(args);
+    let cli = Cli::parse_from(argv);
     let mut h = Harness::builder()
         .with_size(egui::vec2(1400.0, 900.0))
         .build_eframe(move |cc| {
@@ -409,6 +416,8 @@ fn select_row_and_kick() {
         Ok(0) => {}
         other => panic!("a gracefully kicked client should see EOF, got {other:?}"),
     }
+    // Its answering FIN completes the graceful close (before the deadline).
+    drop(a);
     wait_for(&mut h, "row A to show the graceful kick", |h| {
         (try_cell(h, ida, "state")? == "closed: kicked (graceful)").then_some(())
     });
@@ -433,6 +442,47 @@ fn select_row_and_kick() {
 }
 
 /// Hex typed into the inject box goes to every client, exactly.
+/// A graceful kick of a client that never answers with its FIN counts down
+/// in the row and the inspector, then ends in a reset that says why.
+#[test]
+fn graceful_kick_counts_down_then_resets() {
+    let (mut h, addr) = start_with(&["--kick-timeout", "1.5"]);
+    let mut a = connect(addr);
+    round_trip(&mut a, b"hi");
+    let id = wait_row(&mut h, &a);
+    click_row(&mut h, id);
+    click(&mut h, "Kick (graceful)");
+    let kicked = Instant::now();
+    let shown = wait_for(&mut h, "the row to count down", |h| {
+        let state = try_cell(h, id, "state")?;
+        state.starts_with("closing (reset in ").then_some(state)
+    });
+    assert!(shown.ends_with("s)"), "{shown}");
+    let countdowns = nodes_where(&h, |t| t.starts_with("closing (reset in "));
+    assert!(
+        countdowns.len() >= 2,
+        "the row and the inspector count down: {countdowns:?}"
+    );
+    // The client reads our FIN but keeps its socket open.
+    a.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut buf = [0; 8];
+    assert_eq!(a.read(&mut buf).unwrap(), 0, "FIN after the kick");
+    let state = wait_for(&mut h, "the reset at the deadline", |h| {
+        let state = try_cell(h, id, "state")?;
+        state.starts_with("closed").then_some(state)
+    });
+    assert_eq!(state, "closed: graceful kick timed out after 1.5s: reset");
+    assert!(
+        kicked.elapsed() >= Duration::from_millis(1400),
+        "not before the deadline"
+    );
+    // Reading past our FIN still says EOF; the reset shows on writing.
+    match a.write_all(b"too late") {
+        Err(e) if matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe) => {}
+        other => panic!("the client should see a reset, got {other:?}"),
+    }
+}
+
 #[test]
 fn inject_hex_to_all_clients() {
     let (mut h, addr) = start();

@@ -83,9 +83,8 @@ impl InspectorPane {
             ui.heading(format!("{id}"));
             ui.label(counters.peer.to_string());
             ui.label(RichText::new(state_label_at(&counters, now)).strong());
-            if counters.kick_deadline.is_some() {
-                ui.ctx()
-                    .request_repaint_after(Duration::from_millis(100));
+            if let ConnState::Closing { .. } = counters.state {
+                ui.ctx().request_repaint_after(Duration::from_millis(100));
             }
         });
         ui.horizontal_wrapped(|ui| {

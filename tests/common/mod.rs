@@ -239,8 +239,12 @@ impl Harness {
         self.engine.as_ref().expect("engine is running")
     }
 
+    /// Send a command; a test fails if the engine refuses it (its command
+    /// channel is full), rather than lose it silently.
     pub fn send(&self, cmd: Command) {
-        self.engine().send(cmd);
+        if let Err(e) = self.engine().try_send(cmd) {
+            panic!("command not delivered: {e}");
+        }
     }
 
     /// If the engine thread has died, why (its panic message).
