@@ -118,10 +118,10 @@ fn op() -> impl Strategy<Value = Op> {
     let client = any::<usize>();
     prop_oneof![
         4 => Just(Op::Connect),
-        4 => (client.clone(), 1..256 * 1024usize).prop_map(|(client, len)| Op::Send { client, len }),
-        2 => client.clone().prop_map(|client| Op::Read { client }),
-        1 => client.clone().prop_map(|client| Op::HalfClose { client }),
-        1 => client.clone().prop_map(|client| Op::Close { client }),
+        4 => (client, 1..256 * 1024usize).prop_map(|(client, len)| Op::Send { client, len }),
+        2 => client.prop_map(|client| Op::Read { client }),
+        1 => client.prop_map(|client| Op::HalfClose { client }),
+        1 => client.prop_map(|client| Op::Close { client }),
         1 => client.prop_map(|client| Op::Reset { client }),
         3 => (target(), kick_mode()).prop_map(|(target, mode)| Op::Kick { target, mode }),
         3 => (target(), inject_len()).prop_map(|(target, len)| Op::Inject { target, len }),
