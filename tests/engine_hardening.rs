@@ -545,7 +545,6 @@ fn switching_to_discard_resumes_reading_a_client_held_by_backpressure() {
     let writer = write_pattern_until_blocked(&hog, 0);
     let held = h.wait_counters(id, "backpressure on", |c| c.backpressure);
     let sent = writer.join().expect("writer");
-    let held = h.wait_counters(id, "reading stopped", |c| c.rx_bytes == held.rx_bytes);
     assert!(
         held.rx_bytes < sent,
         "precondition: bytes wait in the kernel"
