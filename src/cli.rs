@@ -54,8 +54,9 @@ pub struct Cli {
     )]
     pub control: Option<String>,
 
-    /// Secret that viewers must give as ?token=…; required to serve
-    /// --control on an address other than loopback.
+    /// Secret that viewers must give as ?token=…; required (16 characters
+    /// or more) to serve --control on an address other than loopback.
+    /// `auto` makes a random one and prints the viewer's URL with it.
     #[arg(
         long,
         value_name = "SECRET",
@@ -64,9 +65,19 @@ pub struct Cli {
     )]
     pub token: Option<String>,
 
-    /// Directory the web viewer is served from (default: dist/).
+    /// Directory the web viewer is served from (default: the viewer
+    /// shipped next to the executable).
     #[arg(long, value_name = "DIR", requires = "control")]
     pub web_root: Option<std::path::PathBuf>,
+
+    /// Serve --control over TLS (https/wss) with this certificate chain
+    /// (PEM), so tokens and transcripts never cross a network in clear.
+    #[arg(long, value_name = "FILE", requires_all = ["control", "tls_key"])]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// The private key (PEM) for --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
 
     /// Open the window on a headless muxscope instead of an in-process
     /// engine, e.g. ws://127.0.0.1:8801/ws?token=SECRET.
@@ -112,7 +123,13 @@ impl Cli {
         let mut opts = crate::control::ControlOptions::new(addr.clone());
         opts.token = self.token.clone();
         if let Some(root) = &self.web_root {
-            opts.web_root = root.clone();
+            opts.web_root = Some(root.clone());
+        }
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            opts.tls = Some(crate::control::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            });
         }
         Some(opts)
     }

@@ -442,6 +442,31 @@ fn select_row_and_kick() {
 }
 
 /// Hex typed into the inject box goes to every client, exactly.
+/// Binary that happens to be valid UTF-8 stays bytes in the text view, and
+/// the UTF-8 view decodes it without letting it reorder the line.
+#[test]
+fn transcript_shows_hostile_bytes_as_bytes() {
+    let (mut h, addr) = start();
+    let mut a = connect(addr);
+    // de ad is U+07AD, a right-to-left combining mark; be ef is not UTF-8.
+    round_trip(&mut a, &[0xde, 0xad, 0xbe, 0xef, b'\n']);
+    let id = wait_row(&mut h, &a);
+    click_row(&mut h, id);
+    let text = wait_for(&mut h, "the transcript in the text view", |h| {
+        let found = nodes_where(h, |t| t.contains("\\xde\\xad\\xbe\\xef\\n"));
+        found.into_iter().next().map(|(text, _, _)| text)
+    });
+    assert!(
+        !text.contains('\u{07ad}'),
+        "no decoded mark in the text view: {text}"
+    );
+    click(&mut h, "UTF-8");
+    wait_for(&mut h, "the transcript in the UTF-8 view", |h| {
+        let found = nodes_where(h, |t| t.contains("\u{25cc}\u{07ad}\\xbe\\xef\\n"));
+        (!found.is_empty()).then_some(())
+    });
+}
+
 /// A graceful kick of a client that never answers with its FIN counts down
 /// in the row and the inspector, then ends in a reset that says why.
 #[test]
@@ -508,6 +533,14 @@ fn inject_hex_to_all_clients() {
         h.state().panes.inject.history.len(),
         1,
         "the message is in the history"
+    );
+    // Its chip says what was sent (the bytes, unambiguously) and to whom.
+    let chips = nodes_where(&h, |t| t.starts_with("[hex] "));
+    assert!(
+        chips
+            .iter()
+            .any(|(t, _, _)| t.starts_with("[hex] Hel  to all clients · ")),
+        "history chip: {chips:?}"
     );
 }
 
