@@ -20,6 +20,7 @@
 use super::EngineConfig;
 use super::connection::{Connection, Phase};
 use super::publish::Publisher;
+use super::queue::COPY_INJECT_MAX;
 use super::read_gate::StopReason;
 use crate::protocol::{
     CloseReason, Direction, Event, EventKind, InjectRefusal, IoOp, KickMode, Micros, Mode, Origin,
@@ -85,6 +86,9 @@ pub struct Io<'a> {
     pub read_buf: &'a mut [u8],
     pub publisher: &'a mut Publisher,
     pub totals: &'a mut Totals,
+    /// Reads done in this step: one step gets one turn of
+    /// [`READS_PER_TURN`], however many times reading is resumed in it.
+    pub reads: usize,
     /// Set when a read loop stopped on its budget, not on `WouldBlock`.
     pub budget_spent: bool,
 }
@@ -178,8 +182,13 @@ impl Io<'_> {
         let take = (n as u64).min(room) as usize;
         if take > 0 {
             self.emit(conn, EventKind::Injected { n: take as u32 });
-            conn.queue
-                .push_shared(bytes, take, self.now, Origin::Inject);
+            if take <= COPY_INJECT_MAX {
+                conn.queue
+                    .push_copy(&bytes[..take], self.now, Origin::Inject);
+            } else {
+                conn.queue
+                    .push_shared(bytes, take, self.now, Origin::Inject);
+            }
             self.emit(
                 conn,
                 EventKind::Queued {
@@ -310,10 +319,11 @@ impl Io<'_> {
 
     /// Read until `WouldBlock`, EOF, the gate shuts, or the budget is spent.
     fn read_until_blocked(&mut self, conn: &mut Connection) -> Step {
-        for _ in 0..READS_PER_TURN {
+        while self.reads < READS_PER_TURN {
             if !conn.gate.is_open() {
                 return Ok(());
             }
+            self.reads += 1;
             match conn.stream.read(self.read_buf) {
                 Ok(0) => {
                     conn.gate.stop(StopReason::PeerFin);
@@ -378,7 +388,8 @@ impl Io<'_> {
             }
         }
         if written < n {
-            conn.queue.push_echo(&self.read_buf[written..n], now);
+            conn.queue
+                .push_copy(&self.read_buf[written..n], now, Origin::Echo);
             self.emit(
                 conn,
                 EventKind::Queued {

@@ -216,6 +216,7 @@ impl EventLoop {
             read_buf: &mut self.read_buf,
             publisher: &mut self.publisher,
             totals: &mut self.totals,
+            reads: 0,
             budget_spent: false,
         };
         let outcome = step(&mut io, conn);

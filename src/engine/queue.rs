@@ -11,10 +11,13 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 use std::sync::Arc;
 
-/// Echoed reads are appended to the tail message up to this size, so a
-/// client that writes one byte at a time costs a byte per byte queued,
-/// not an allocation per byte.
+/// Small messages are appended to the tail message (of the same origin) up
+/// to this size, so a client that writes one byte at a time, or a stream of
+/// one-byte injects, costs a byte per byte queued, not an allocation each.
 const COALESCE_MAX: usize = 64 * 1024;
+/// Injects up to this size are copied (and coalesced); larger ones share
+/// one buffer among all their targets.
+pub const COPY_INJECT_MAX: usize = 4 * 1024;
 /// Messages handed to one `writev`: enough to drain a queue of small
 /// messages in one system call.
 const WRITEV_SLICES: usize = 64;
@@ -76,9 +79,9 @@ pub struct Flush {
 }
 
 impl ByteQueue {
-    /// Queue echoed bytes, appending them to the tail message when that is
-    /// an echo too and still small.
-    pub fn push_echo(&mut self, data: &[u8], queued_at: Micros) {
+    /// Queue a copy of `data`, appending it to the tail message when that
+    /// has the same origin and is still small.
+    pub fn push_copy(&mut self, data: &[u8], queued_at: Micros, origin: Origin) {
         if data.is_empty() {
             return;
         }
@@ -86,9 +89,10 @@ impl ByteQueue {
         q.grew(data.len());
         if let Some(Message {
             bytes: Bytes::Own(tail),
-            origin: Origin::Echo,
+            origin: tail_origin,
             ..
         }) = q.messages.back_mut()
+            && *tail_origin == origin
             && tail.len() + data.len() <= COALESCE_MAX
         {
             tail.extend_from_slice(data);
@@ -97,7 +101,7 @@ impl ByteQueue {
         q.messages.push_back(Message {
             bytes: Bytes::Own(data.to_vec()),
             queued_at,
-            origin: Origin::Echo,
+            origin,
         });
     }
 
@@ -258,7 +262,7 @@ mod tests {
     #[test]
     fn partial_writes_keep_order_and_counts() {
         let mut q = ByteQueue::default();
-        q.push_echo(b"hello ", 1);
+        q.push_copy(b"hello ", 1, Origin::Echo);
         q.push_shared(&Arc::from(&b"world!"[..]), 5, 2, Origin::Inject);
         assert_eq!((q.len(), q.message_count(), q.high_water()), (11, 2, 11));
 
@@ -292,7 +296,7 @@ mod tests {
     #[test]
     fn empty_pushes_are_ignored() {
         let mut q = ByteQueue::default();
-        q.push_echo(&[], 0);
+        q.push_copy(&[], 0, Origin::Echo);
         q.push_shared(&Arc::from(&b"x"[..]), 0, 0, Origin::Inject);
         assert_eq!(q.message_count(), 0);
     }
@@ -301,14 +305,14 @@ mod tests {
     fn byte_sized_echoes_share_one_message() {
         let mut q = ByteQueue::default();
         for i in 0..10_000u32 {
-            q.push_echo(&[i as u8], i as u64);
+            q.push_copy(&[i as u8], i as u64, Origin::Echo);
         }
         assert_eq!((q.len(), q.message_count()), (10_000, 1));
         assert_eq!(q.snapshot()[0].queued_at, 0, "the age of its oldest byte");
         // An inject in between starts a new message, as does a full tail.
         q.push_shared(&Arc::from(&b"!"[..]), 1, 1, Origin::Inject);
-        q.push_echo(&vec![0; COALESCE_MAX], 2);
-        q.push_echo(b"x", 3);
+        q.push_copy(&vec![0; COALESCE_MAX], 2, Origin::Echo);
+        q.push_copy(b"x", 3, Origin::Echo);
         assert_eq!(q.message_count(), 4);
     }
 

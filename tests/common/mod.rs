@@ -243,7 +243,7 @@ impl Harness {
     /// channel is full), rather than lose it silently.
     pub fn send(&self, cmd: Command) {
         if let Err(e) = self.engine().try_send(cmd) {
-            panic!("command not delivered: {e}");
+            panic!("command not delivered: {}", e.why);
         }
     }
 
