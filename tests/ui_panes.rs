@@ -467,6 +467,67 @@ fn transcript_shows_hostile_bytes_as_bytes() {
     });
 }
 
+/// The events pane has one connection filter (all, the selection, or a
+/// pinned set), and its Kinds menu stays open while kinds are toggled.
+#[test]
+fn events_have_one_connection_filter_and_a_kinds_menu_that_stays_open() {
+    let (mut h, addr) = start();
+    let mut a = connect(addr);
+    round_trip(&mut a, b"x");
+    let id = wait_row(&mut h, &a);
+    click_row(&mut h, id);
+    click(&mut h, "Show its events");
+    let pinned = format!("only {id}");
+    wait_for(&mut h, "the pinned scope", |h| {
+        h.query_by_label(&pinned).map(|_| ())
+    });
+    assert_eq!(
+        h.state()
+            .panes
+            .events
+            .filter
+            .conns
+            .iter()
+            .copied()
+            .collect::<Vec<_>>(),
+        vec![id]
+    );
+    click(&mut h, "all");
+    assert!(
+        h.state().panes.events.filter.conns.is_empty(),
+        "all connections"
+    );
+    assert!(!h.state().panes.events.follow_selection);
+    click(&mut h, "selected rows (1)");
+    assert!(h.state().panes.events.follow_selection);
+    assert!(
+        h.query_by_label(&pinned).is_some(),
+        "the pinned set stays on offer as one of the same choices"
+    );
+
+    click(&mut h, "Kinds");
+    // Kinds that no row of the log shows, so each label is the menu's.
+    // With the pointer, as a person clicks: a click inside the menu is
+    // what used to close it.
+    let toggle = |h: &mut App, kind: &str| {
+        let at = wait_for(
+            h,
+            &format!("the {kind} toggle in the open Kinds menu"),
+            |h| h.query_by_label(kind).map(|n| n.rect().center()),
+        );
+        click_at(h, at);
+        h.step();
+        h.step();
+    };
+    toggle(&mut h, "accept-error");
+    toggle(&mut h, "listen-failed");
+    let hidden = &h.state().panes.events.filter.hidden_kinds;
+    assert!(
+        hidden.contains("accept-error") && hidden.contains("listen-failed"),
+        "two toggles in one opening of the menu: {hidden:?}"
+    );
+}
+
 /// A graceful kick of a client that never answers with its FIN counts down
 /// in the row and the inspector, then ends in a reset that says why.
 #[test]
