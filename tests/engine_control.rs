@@ -416,11 +416,17 @@ fn conn_ids_are_never_reused_when_slots_are() {
     // round also reuses the previous (reset, so free) client's port: the
     // same peer address, the same slot, a different connection.
     let mut reset_port = None;
+    let mut port_reuses = 0;
     for round in 0..20u32 {
-        let (mut c, id) = match reset_port.take() {
-            Some(port) => h.connect_with(|a| client_from_port(a, port)),
-            None => h.connect(),
-        };
+        let port = reset_port.take();
+        let (mut c, id) =
+            h.connect_with(|a| match port.and_then(|port| client_from_port(a, port)) {
+                Some(c) => {
+                    port_reuses += 1;
+                    c
+                }
+                None => client(a),
+            });
         peers.push((id, c.local_addr().unwrap()));
         assert_echo(&mut c, format!("round {round}").as_bytes());
         if round % 2 == 0 {
@@ -479,8 +485,8 @@ fn conn_ids_are_never_reused_when_slots_are() {
         .filter(|ids| ids.len() > 1)
         .collect();
     assert!(
-        reused.len() >= 10,
-        "only {} peer addresses recurred; every odd round reuses a port",
+        port_reuses >= 5 && reused.len() >= port_reuses,
+        "{} peer addresses recurred after {port_reuses} port reuses (of 10 tried)",
         reused.len()
     );
     let monitor = model.monitor.as_ref().expect("a monitor");

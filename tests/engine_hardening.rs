@@ -644,3 +644,25 @@ fn a_listen_that_fails_keeps_the_old_listener() {
     assert_echo(&mut again, b"same address");
     drop(taken);
 }
+
+// ---- reading to the end --------------------------------------------------
+
+/// Bytes and a FIN that arrive while reading is paused are both found when
+/// it resumes: the short read that drains the bytes must not end reading,
+/// since the EOF behind them gets no readiness edge of its own.
+#[test]
+fn a_fin_that_arrived_while_paused_is_read_after_the_bytes_before_it() {
+    let h = Harness::start(EngineConfig::default());
+    let (mut c, id) = h.connect();
+    assert_echo(&mut c, b"hello");
+    pause_then_half_close(&h, id, &mut c, b"last words");
+    // Let both reach the engine's socket (and its edges pass) while paused.
+    thread::sleep(QUIET);
+    h.send(Command::SetReadPaused {
+        targets: Targets::one(id),
+        paused: false,
+    });
+    let got = read_to_eof(&mut c, "client half-closed while paused");
+    assert_eq!(got, b"last words", "the bytes, echoed, then EOF");
+    assert_eq!(h.wait_closed(id), CloseReason::PeerClosed);
+}

@@ -36,6 +36,9 @@ use std::sync::Arc;
 /// next (zero-timeout) poll.
 const READS_PER_TURN: usize = 16;
 
+/// Whether a short read proves the socket drained (see `read_until_blocked`).
+const SHORT_READ_DRAINS: bool = cfg!(target_os = "linux");
+
 /// What the loop must do with a connection after an I/O step.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -118,6 +121,7 @@ impl Io<'_> {
         bump(&mut counts.error, Readiness::ERROR);
         self.emit(conn, EventKind::Readiness(r));
         self.touch(conn);
+        conn.read_closed_seen |= r.has(Readiness::READ_CLOSED);
         if r.has(Readiness::ERROR)
             && let Ok(Some(e)) | Err(e) = conn.stream.take_error()
         {
@@ -334,7 +338,18 @@ impl Io<'_> {
                     self.touch(conn);
                     return Ok(());
                 }
-                Ok(n) => self.on_bytes_read(conn, n)?,
+                Ok(n) => {
+                    self.on_bytes_read(conn, n)?;
+                    // A short read drained the socket (Linux stream
+                    // sockets fill the buffer while bytes are queued), and
+                    // bytes arriving later raise a new edge: the read that
+                    // would only say WouldBlock is skipped, one system call
+                    // per request. Not once a FIN was signalled: its EOF
+                    // gets no edge of its own, so reading goes on to it.
+                    if SHORT_READ_DRAINS && n < self.read_buf.len() && !conn.read_closed_seen {
+                        return Ok(());
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.emit(conn, EventKind::WouldBlock { op: IoOp::Read });
                     return Ok(());

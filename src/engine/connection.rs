@@ -42,6 +42,9 @@ pub struct Connection {
     pub gate: ReadGate,
     /// We sent FIN after a graceful kick and only wait for the peer's.
     pub write_shut: bool,
+    /// mio reported read-closed: the peer's FIN is in (or ahead of) the
+    /// receive queue, and no later edge will announce it.
+    pub read_closed_seen: bool,
     /// Whether WRITABLE is part of the registered interest. Kept so that
     /// interest is changed only when the queue goes empty or non-empty.
     pub writable_interest: bool,
@@ -67,6 +70,7 @@ impl Connection {
             phase: Phase::Open,
             gate: ReadGate::default(),
             write_shut: false,
+            read_closed_seen: false,
             writable_interest: false,
             dirty: false,
             listed: false,

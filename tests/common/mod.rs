@@ -472,22 +472,20 @@ pub fn client_with_rcvbuf(addr: SocketAddr, rcvbuf: usize) -> TcpStream {
 
 /// A client like [`client`] that connects from 127.0.0.1:`port`, e.g. the
 /// port of a client that was just reset (a reset leaves no TIME_WAIT).
-pub fn client_from_port(addr: SocketAddr, port: u16) -> TcpStream {
+/// `None` if the port is taken: tests running beside this one draw their
+/// clients' ports from the same range and may have got it first.
+pub fn client_from_port(addr: SocketAddr, port: u16) -> Option<TcpStream> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).unwrap();
     socket.set_reuse_address(true).unwrap();
     let local: SocketAddr = ([127, 0, 0, 1], port).into();
-    socket
-        .bind(&local.into())
-        .unwrap_or_else(|e| panic!("binding the client to {local}: {e}"));
-    socket
-        .connect_timeout(&addr.into(), STEP)
-        .expect("client connects");
+    socket.bind(&local.into()).ok()?;
+    socket.connect_timeout(&addr.into(), STEP).ok()?;
     let s = TcpStream::from(socket);
     s.set_read_timeout(Some(STEP)).unwrap();
     s.set_write_timeout(Some(STEP)).unwrap();
     s.set_nodelay(true).unwrap();
-    s
+    Some(s)
 }
 
 /// Read exactly `n` bytes or panic with what went wrong.
