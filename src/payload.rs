@@ -210,6 +210,16 @@ fn push_ascii_or_escape(out: &mut String, b: u8) {
     }
 }
 
+/// Whether `c` lies in a block of a right-to-left script. Its marks and
+/// digits are not strongly right-to-left by class, yet a renderer that
+/// applies the bidi algorithm still lets them turn the line around.
+fn in_rtl_block(c: char) -> bool {
+    matches!(
+        c as u32,
+        0x0590..=0x08FF | 0xFB1D..=0xFDFF | 0xFE70..=0xFEFF | 0x10800..=0x10FFF | 0x1E800..=0x1EFFF
+    )
+}
+
 /// Consecutive combining marks shown on one base; more are escaped, so a
 /// "zalgo" run cannot smear over neighbouring lines.
 const MAX_MARKS_PER_BASE: usize = 2;
@@ -235,20 +245,21 @@ pub fn to_utf8_text(bytes: &[u8]) -> String {
                 continue;
             }
             let category = get_general_category(c);
-            let rtl_or_control = matches!(
-                bidi_class(c),
-                BidiClass::R
-                    | BidiClass::AL
-                    | BidiClass::RLE
-                    | BidiClass::RLO
-                    | BidiClass::LRE
-                    | BidiClass::LRO
-                    | BidiClass::PDF
-                    | BidiClass::RLI
-                    | BidiClass::LRI
-                    | BidiClass::FSI
-                    | BidiClass::PDI
-            );
+            let rtl_or_control = in_rtl_block(c)
+                || matches!(
+                    bidi_class(c),
+                    BidiClass::R
+                        | BidiClass::AL
+                        | BidiClass::RLE
+                        | BidiClass::RLO
+                        | BidiClass::LRE
+                        | BidiClass::LRO
+                        | BidiClass::PDF
+                        | BidiClass::RLI
+                        | BidiClass::LRI
+                        | BidiClass::FSI
+                        | BidiClass::PDI
+                );
             let invisible = matches!(
                 category,
                 G::Control
@@ -417,11 +428,11 @@ mod tests {
             "\\u{05e9}\\u{05dc}\\u{05d5}\\u{05dd}"
         );
         assert_eq!(to_utf8_text("a\u{200d}b".as_bytes()), "a\\u{200d}b");
-        // The Thaana mark of de ad has no base: it gets one; be ef is not
-        // UTF-8.
+        // de ad is a Thaana (right-to-left) mark: escaped, since a bidi
+        // renderer would turn the line around for it; be ef is not UTF-8.
         assert_eq!(
             to_utf8_text(&[0xde, 0xad, 0xbe, 0xef]),
-            "\u{25cc}\u{07ad}\\xbe\\xef"
+            "\\u{07ad}\\xbe\\xef"
         );
         assert_eq!(to_utf8_text("\u{0301}x".as_bytes()), "\u{25cc}\u{0301}x");
         assert_eq!(
