@@ -105,7 +105,7 @@ fn announce_port(port: u16) -> Result<()> {
 struct Viewer {
     batches: u64,
     events: u64,
-    by_kind: [u64; 18],
+    by_kind: [u64; muxscope::protocol::KIND_NAMES.len()],
     dropped: u64,
     counters: HashMap<ConnId, ConnCounters>,
     stats: Option<EngineStats>,
@@ -135,6 +135,7 @@ impl Viewer {
                 EventKind::ListenFailed { .. } => 15,
                 EventKind::ListenStopped => 16,
                 EventKind::ModeChanged { .. } => 17,
+                EventKind::InjectRefused { .. } => 18,
             };
             self.by_kind[slot] += 1;
         }

@@ -7,8 +7,8 @@
 # - wasm-opt from the npm package binaryen, into target/web-tools/.
 # Then: trunk build --release --offline. Extra arguments go to trunk.
 #
-# The result is served by `muxscope --headless --control ADDR` (or pass
-# --web-root DIR to serve another build).
+# Serve the result with `muxscope --headless --control ADDR --web-root dist`
+# (or ship it as dist/ next to the executable, which is the default).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -56,3 +56,4 @@ echo "== trunk build --release --offline"
 trunk build --release --offline "$@"
 echo "== dist/"
 ls -l dist
+echo "serve it with: muxscope --headless --control 127.0.0.1:8801 --web-root dist"

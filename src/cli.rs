@@ -38,6 +38,11 @@ pub struct Cli {
     #[arg(long, value_name = "BYTES", default_value_t = crate::engine::DEFAULT_TRANSCRIPT_LIMIT)]
     pub transcript_bytes: usize,
 
+    /// Seconds a graceful kick may take (flush, FIN, the peer's FIN) before
+    /// the connection is reset instead.
+    #[arg(long, value_name = "SECS", default_value_t = 2.0, value_parser = parse_secs)]
+    pub kick_timeout: f64,
+
     /// With --headless: serve the web viewer and its WebSocket (/ws) on
     /// ADDR. A bare port (or no value) binds 127.0.0.1 only.
     #[arg(
@@ -49,8 +54,9 @@ pub struct Cli {
     )]
     pub control: Option<String>,
 
-    /// Secret that viewers must give as ?token=…; required to serve
-    /// --control on an address other than loopback.
+    /// Secret that viewers must give as ?token=…; required (16 characters
+    /// or more) to serve --control on an address other than loopback.
+    /// `auto` makes a random one and prints the viewer's URL with it.
     #[arg(
         long,
         value_name = "SECRET",
@@ -59,14 +65,33 @@ pub struct Cli {
     )]
     pub token: Option<String>,
 
-    /// Directory the web viewer is served from (default: dist/).
+    /// Directory the web viewer is served from (default: the viewer
+    /// shipped next to the executable).
     #[arg(long, value_name = "DIR", requires = "control")]
     pub web_root: Option<std::path::PathBuf>,
+
+    /// Serve --control over TLS (https/wss) with this certificate chain
+    /// (PEM), so tokens and transcripts never cross a network in clear.
+    #[arg(long, value_name = "FILE", requires_all = ["control", "tls_key"])]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// The private key (PEM) for --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
 
     /// Open the window on a headless muxscope instead of an in-process
     /// engine, e.g. ws://127.0.0.1:8801/ws?token=SECRET.
     #[arg(long, value_name = "URL", conflicts_with = "headless")]
     pub attach: Option<String>,
+}
+
+fn parse_secs(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(secs) if (0.0..=86_400.0).contains(&secs) => Ok(secs),
+        _ => Err(format!(
+            "'{s}' is not a number of seconds between 0 and 86400"
+        )),
+    }
 }
 
 fn parse_mode(s: &str) -> Result<Mode, String> {
@@ -98,7 +123,13 @@ impl Cli {
         let mut opts = crate::control::ControlOptions::new(addr.clone());
         opts.token = self.token.clone();
         if let Some(root) = &self.web_root {
-            opts.web_root = root.clone();
+            opts.web_root = Some(root.clone());
+        }
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            opts.tls = Some(crate::control::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            });
         }
         Some(opts)
     }
@@ -114,6 +145,7 @@ impl Cli {
             queue_limit: self.queue_limit.max(1),
             low_water: self.queue_limit / 4,
             transcript_limit: self.transcript_bytes,
+            kick_timeout: std::time::Duration::from_secs_f64(self.kick_timeout),
             ..EngineConfig::default()
         }
     }

@@ -1,13 +1,25 @@
 //! `muxscope --headless`: the engine without a window. The event stream is
 //! consumed for real (folded into a summary), and one line per second says
 //! what the server is doing.
+//!
+//! An engine that dies (panics) ends the run with its message as an error,
+//! so the process exits non-zero, and viewers are closed with code 1011.
+//! Everything printed that a viewer could have typed (a failed listen
+//! address) goes through [`terminal_safe`].
+
+/// A summary line's free text (a listen error) is cut to this many bytes.
+const MAX_LINE_TEXT: usize = 300;
+/// How long to wait for a dead engine's thread to finish, for its message.
+const FAILURE_WAIT: Duration = Duration::from_secs(5);
 
 use crate::control::{self, ControlOptions, ControlServer};
 use crate::engine::{EngineConfig, EngineHandle};
 use crate::format;
+use crate::logging::terminal_safe;
 use crate::protocol::{Batch, EngineStats, ListenState};
 use crossbeam_channel::{Receiver, select};
 use std::io::Write;
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -50,7 +62,7 @@ impl Summary {
         }
         if let ListenState::Failed { error, .. } = &s.listen {
             line.push_str(" | ");
-            line.push_str(error);
+            line.push_str(&terminal_safe(error, MAX_LINE_TEXT));
         }
         line
     }
@@ -73,14 +85,6 @@ pub fn run(config: EngineConfig) -> ExitCode {
 /// Like [`run`], and with `control`, also serve viewers (see
 /// [`crate::control`]); the summary line then counts them.
 pub fn run_with_control(config: EngineConfig, control: Option<ControlOptions>) -> ExitCode {
-    // Refuse an unsafe control address before anything is bound.
-    if let Some(opts) = &control
-        && let Err(e) = control::resolve_addr(&opts.addr)
-            .and_then(|addr| control::check_exposure(addr, opts.token.as_deref()))
-    {
-        eprintln!("muxscope: {e}");
-        return ExitCode::FAILURE;
-    }
     let signal = match termination_signal() {
         Ok(rx) => rx,
         Err(e) => {
@@ -88,79 +92,219 @@ pub fn run_with_control(config: EngineConfig, control: Option<ControlOptions>) -
             return ExitCode::FAILURE;
         }
     };
-    let engine = match EngineHandle::spawn(config) {
-        Ok(e) => e,
+    let result = Headless::start(config, control).and_then(|h| h.run(signal));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("muxscope: cannot start the engine: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match engine.initial_listen() {
-        ListenState::Listening(addr) => println!("muxscope listening on {addr}"),
-        ListenState::Failed { error, .. } => {
-            eprintln!("muxscope: {error}");
-            return ExitCode::FAILURE;
-        }
-        ListenState::Stopped => println!("muxscope running without a listener"),
-    }
-    let mut server = None;
-    let mut batches = engine.batches().clone();
-    if let Some(opts) = &control {
-        match ControlServer::attach(opts, &engine) {
-            Ok((s, relay)) => {
-                let addr = s.local_addr();
-                let token = if opts.token.is_some() {
-                    "?token=…"
-                } else {
-                    ""
-                };
-                println!("muxscope viewer on http://{addr}/{token} (WebSocket ws://{addr}/ws)");
-                if !opts.web_root.join("index.html").is_file() {
-                    eprintln!(
-                        "muxscope: no web viewer in {}: run scripts/build-web.sh or pass --web-root",
-                        opts.web_root.display()
-                    );
-                }
-                batches = relay;
-                server = Some(s);
-            }
-            Err(e) => {
-                eprintln!("muxscope: {e}");
-                return ExitCode::FAILURE;
-            }
+            eprintln!("muxscope: {}", terminal_safe(&e, 4096));
+            ExitCode::FAILURE
         }
     }
-    let _ = std::io::stdout().flush();
+}
 
-    let mut summary = Summary::default();
-    let mut last_line = Instant::now();
-    let (mut prev_rx, mut prev_tx) = (0, 0);
-    loop {
-        let wait = Duration::from_secs(1).saturating_sub(last_line.elapsed());
-        select! {
-            recv(batches) -> batch => match batch {
-                Ok(batch) => summary.absorb(batch),
-                Err(_) => break,
-            },
-            recv(signal) -> _ => break,
-            default(wait) => {}
+/// A running headless muxscope: the engine, and its control endpoint if
+/// one was asked for.
+pub struct Headless {
+    engine: EngineHandle,
+    server: Option<ControlServer>,
+    batches: Receiver<Batch>,
+}
+
+impl std::fmt::Debug for Headless {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Headless").finish_non_exhaustive()
+    }
+}
+
+impl Headless {
+    /// Start the engine and the control endpoint, and print where they
+    /// are. Fails before binding anything if the control setup is unsafe.
+    pub fn start(
+        config: EngineConfig,
+        mut control: Option<ControlOptions>,
+    ) -> Result<Headless, String> {
+        if let Some(opts) = &mut control {
+            opts.make_auto_token()?;
         }
-        if last_line.elapsed() >= Duration::from_secs(1) {
-            let secs = last_line.elapsed().as_secs_f64();
-            let mut line = summary.line(prev_rx, prev_tx, secs);
-            if let Some(s) = &server {
-                line.push_str(&format!(" | {} viewers", s.viewers()));
+        // Refuse an unsafe control address before anything is bound.
+        if let Some(opts) = &control {
+            control::resolve_addr(&opts.addr)
+                .and_then(|addr| control::check_exposure(addr, opts.token.as_deref()))?;
+        }
+        let engine =
+            EngineHandle::spawn(config).map_err(|e| format!("cannot start the engine: {e}"))?;
+        match engine.initial_listen() {
+            ListenState::Listening(addr) => println!("muxscope listening on {addr}"),
+            ListenState::Failed { error, .. } => return Err(error.clone()),
+            ListenState::Stopped => println!("muxscope running without a listener"),
+        }
+        let mut server = None;
+        let mut batches = engine.batches().clone();
+        if let Some(opts) = &control {
+            let (s, relay) = ControlServer::attach(opts, &engine)?;
+            println!("{}", viewer_line(&s, opts));
+            match &opts.web_root {
+                None => eprintln!(
+                    "muxscope: no web viewer found next to the executable: build it with \
+                     scripts/build-web.sh and pass --web-root path/to/dist"
+                ),
+                Some(root) if !root.join("index.html").is_file() => eprintln!(
+                    "muxscope: no index.html in {}: build the viewer with scripts/build-web.sh",
+                    terminal_safe(&root.display().to_string(), 1024)
+                ),
+                Some(_) => {}
             }
-            println!("{line}");
-            let _ = std::io::stdout().flush();
-            if let Some(s) = &summary.stats {
-                (prev_rx, prev_tx) = (s.rx_bytes, s.tx_bytes);
+            batches = relay;
+            server = Some(s);
+        }
+        let _ = std::io::stdout().flush();
+        Ok(Headless {
+            engine,
+            server,
+            batches,
+        })
+    }
+
+    pub fn control_addr(&self) -> Option<SocketAddr> {
+        self.server.as_ref().map(ControlServer::local_addr)
+    }
+
+    pub fn echo_addr(&self) -> Option<SocketAddr> {
+        self.engine.local_addr()
+    }
+
+    /// Print a summary line each second until `stop` fires (or its sender
+    /// is dropped). An engine that dies ends it with an error saying why.
+    pub fn run(self, stop: Receiver<()>) -> Result<(), String> {
+        let Headless {
+            mut engine,
+            server,
+            batches,
+        } = self;
+        let mut summary = Summary::default();
+        let mut last_line = Instant::now();
+        let (mut prev_rx, mut prev_tx) = (0, 0);
+        let stopped_by_request = loop {
+            let wait = Duration::from_secs(1).saturating_sub(last_line.elapsed());
+            select! {
+                recv(batches) -> batch => match batch {
+                    Ok(batch) => summary.absorb(batch),
+                    // Only the engine ends its stream, and it is not asked
+                    // to before this loop ends.
+                    Err(_) => break false,
+                },
+                recv(stop) -> _ => break true,
+                default(wait) => {}
             }
-            last_line = Instant::now();
+            if last_line.elapsed() >= Duration::from_secs(1) {
+                let secs = last_line.elapsed().as_secs_f64();
+                let mut line = summary.line(prev_rx, prev_tx, secs);
+                if let Some(s) = &server {
+                    line.push_str(&format!(" | {} viewers", s.viewers()));
+                }
+                println!("{line}");
+                let _ = std::io::stdout().flush();
+                if let Some(s) = &summary.stats {
+                    (prev_rx, prev_tx) = (s.rx_bytes, s.tx_bytes);
+                }
+                last_line = Instant::now();
+            }
+        };
+        if stopped_by_request {
+            drop(server);
+            engine.shutdown();
+            println!("muxscope stopped");
+            return Ok(());
+        }
+        let why = engine_failure(&mut engine);
+        if let Some(s) = &server {
+            s.engine_failed(&why);
+        }
+        drop(server);
+        engine.shutdown();
+        Err(why)
+    }
+}
+
+/// Why the event stream ended: the engine's panic message once its thread
+/// has finished.
+fn engine_failure(engine: &mut EngineHandle) -> String {
+    let deadline = Instant::now() + FAILURE_WAIT;
+    loop {
+        if let Some(why) = engine.failure() {
+            return why;
+        }
+        if Instant::now() >= deadline {
+            // Its thread is still running: what ended was the control
+            // endpoint's relay of its stream (its error is printed above).
+            return "the engine's event stream ended while the engine still runs \
+                    (the control endpoint stopped; see above)"
+                .to_owned();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Where to open the viewer. A token made with `--token auto` is printed
+/// once, here, in the URL; a token the user chose is not repeated.
+fn viewer_line(server: &ControlServer, opts: &ControlOptions) -> String {
+    let addr = server.local_addr();
+    let (http, ws) = if server.is_tls() {
+        ("https", "wss")
+    } else {
+        ("http", "ws")
+    };
+    let query = match (&opts.token, opts.token_generated) {
+        (Some(t), true) => format!("?token={t}"),
+        (Some(_), false) => "?token=…".to_owned(),
+        (None, _) => String::new(),
+    };
+    format!("muxscope viewer on {http}://{addr}/{query} (WebSocket {ws}://{addr}/ws{query})")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Mode;
+
+    fn stats(listen: ListenState) -> EngineStats {
+        EngineStats {
+            at: 0,
+            started_unix_ms: 0,
+            listen,
+            mode: Mode::Echo,
+            connections: 0,
+            accepted_total: 0,
+            rx_bytes: 0,
+            tx_bytes: 0,
+            queued_bytes: 0,
+            events_total: 0,
+            events_per_sec: 0.0,
+            polls_per_sec: 0.0,
+            dropped_events: 0,
+            accept_paused: false,
+            queue_limit: 0,
         }
     }
-    drop(server);
-    engine.shutdown();
-    println!("muxscope stopped");
-    ExitCode::SUCCESS
+
+    /// A listen error holds the address a viewer typed: the line shows it
+    /// escaped and cut, never as terminal control sequences.
+    #[test]
+    fn the_summary_line_escapes_and_caps_what_viewers_typed() {
+        let error = format!(
+            "'\u{1b}[2J\u{1b}]0;pwned\u{7}{}' is not a listen address",
+            "A".repeat(1 << 20)
+        );
+        let summary = Summary {
+            stats: Some(stats(ListenState::Failed {
+                addr: String::new(),
+                error,
+            })),
+            ..Summary::default()
+        };
+        let line = summary.line(0, 0, 1.0);
+        assert!(!line.chars().any(char::is_control), "{line:?}");
+        assert!(line.contains("\\u{1b}[2J"), "{line}");
+        assert!(line.len() < 600, "{} bytes", line.len());
+    }
 }

@@ -91,6 +91,7 @@ fn migrate_v0(old: LayoutV0) -> SessionLayout {
             text,
             format: crate::payload::InputFormat::Escaped,
             ending: crate::payload::LineEnding::None,
+            sent: None,
         })
         .collect();
     layout
@@ -235,6 +236,7 @@ mod tests {
                 text: r"PING\r\n".into(),
                 format: crate::payload::InputFormat::Escaped,
                 ending: crate::payload::LineEnding::None,
+                sent: None,
             });
         let text = to_ron(&layout);
         let back = parse(&text).unwrap();

@@ -187,52 +187,120 @@ pub fn parse_hex(input: &str) -> Result<Vec<u8>, PayloadError> {
     Ok(out)
 }
 
-/// Bytes as readable text: printable UTF-8 as is, line feeds as line
-/// breaks (after a visible `\n`), everything else escaped, so that no byte
-/// is invisible or ambiguous.
+/// Bytes as unambiguous text: printable ASCII as is, `\r` `\n` `\t` and
+/// `\\` as markers (a line feed also breaks the line), every other byte as
+/// `\xNN`. Nothing a client sends can hide, reorder or restyle the display,
+/// and the result parses back to the bytes with [`parse_escaped`].
 pub fn to_escaped_text(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len());
-    for chunk in bytes.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            match c {
-                '\n' => out.push_str("\\n\n"),
-                '\r' => out.push_str("\\r"),
-                '\t' => out.push_str("\\t"),
-                '\\' => out.push_str("\\\\"),
-                c if shown_as_escape(c) => {
-                    let mut buf = [0; 4];
-                    for b in c.encode_utf8(&mut buf).bytes() {
-                        out.push_str(&format!("\\x{b:02x}"));
-                    }
-                }
-                c => out.push(c),
-            }
-        }
-        for b in chunk.invalid() {
-            out.push_str(&format!("\\x{b:02x}"));
-        }
+    for &b in bytes {
+        push_ascii_or_escape(&mut out, b);
     }
     out
 }
 
-/// Characters that would hide bytes if shown as themselves: controls,
-/// whitespace other than ' ' (it passes for a space or breaks the line),
-/// and invisible format characters (zero-width, and the bidi controls that
-/// reorder the text around them).
-fn shown_as_escape(c: char) -> bool {
-    c.is_control()
-        || (c.is_whitespace() && c != ' ')
-        || matches!(
-            c,
-            '\u{ad}'
-                | '\u{61c}'
-                | '\u{180e}'
-                | '\u{200b}'..='\u{200f}'
-                | '\u{202a}'..='\u{202e}'
-                | '\u{2060}'..='\u{206f}'
-                | '\u{feff}'
-                | '\u{fff9}'..='\u{fffb}'
-        )
+fn push_ascii_or_escape(out: &mut String, b: u8) {
+    match b {
+        b'\n' => out.push_str("\\n\n"),
+        b'\r' => out.push_str("\\r"),
+        b'\t' => out.push_str("\\t"),
+        b'\\' => out.push_str("\\\\"),
+        0x20..=0x7e => out.push(b as char),
+        _ => out.push_str(&format!("\\x{b:02x}")),
+    }
+}
+
+/// Whether `c` lies in a block of a right-to-left script. Its marks and
+/// digits are not strongly right-to-left by class, yet a renderer that
+/// applies the bidi algorithm still lets them turn the line around.
+fn in_rtl_block(c: char) -> bool {
+    matches!(
+        c as u32,
+        0x0590..=0x08FF | 0xFB1D..=0xFDFF | 0xFE70..=0xFEFF | 0x10800..=0x10FFF | 0x1E800..=0x1EFFF
+    )
+}
+
+/// Consecutive combining marks shown on one base; more are escaped, so a
+/// "zalgo" run cannot smear over neighbouring lines.
+const MAX_MARKS_PER_BASE: usize = 2;
+
+/// Bytes as UTF-8 text, for clients that speak it: valid sequences are
+/// decoded, and everything that could mislead is made visible instead:
+/// - ASCII controls and invalid bytes as in [`to_escaped_text`];
+/// - bidi controls, right-to-left letters and invisible format characters
+///   as `\u{XXXX}`, so no run of bytes can reorder the line;
+/// - a combining mark without a visible base gets one (`◌`), and more than
+///   two marks in a row are escaped.
+pub fn to_utf8_text(bytes: &[u8]) -> String {
+    use unicode_bidi::{BidiClass, bidi_class};
+    use unicode_general_category::{GeneralCategory as G, get_general_category};
+    let mut out = String::with_capacity(bytes.len());
+    // Marks since the last visible base; None when there is no base.
+    let mut marks: Option<usize> = None;
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c.is_ascii() {
+                push_ascii_or_escape(&mut out, c as u8);
+                marks = c.is_ascii_graphic().then_some(0);
+                continue;
+            }
+            let category = get_general_category(c);
+            let rtl_or_control = in_rtl_block(c)
+                || matches!(
+                    bidi_class(c),
+                    BidiClass::R
+                        | BidiClass::AL
+                        | BidiClass::RLE
+                        | BidiClass::RLO
+                        | BidiClass::LRE
+                        | BidiClass::LRO
+                        | BidiClass::PDF
+                        | BidiClass::RLI
+                        | BidiClass::LRI
+                        | BidiClass::FSI
+                        | BidiClass::PDI
+                );
+            let invisible = matches!(
+                category,
+                G::Control
+                    | G::Format
+                    | G::LineSeparator
+                    | G::ParagraphSeparator
+                    | G::Unassigned
+                    | G::PrivateUse
+                    | G::Surrogate
+            );
+            let mark = matches!(
+                category,
+                G::NonspacingMark | G::EnclosingMark | G::SpacingMark
+            );
+            if rtl_or_control || invisible {
+                out.push_str(&format!("\\u{{{:04x}}}", c as u32));
+                marks = None;
+            } else if mark {
+                match marks {
+                    Some(n) if n < MAX_MARKS_PER_BASE => {
+                        out.push(c);
+                        marks = Some(n + 1);
+                    }
+                    Some(_) => out.push_str(&format!("\\u{{{:04x}}}", c as u32)),
+                    None => {
+                        out.push('\u{25cc}');
+                        out.push(c);
+                        marks = Some(1);
+                    }
+                }
+            } else {
+                out.push(c);
+                marks = (!c.is_whitespace()).then_some(0);
+            }
+        }
+        for &b in chunk.invalid() {
+            push_ascii_or_escape(&mut out, b);
+            marks = None;
+        }
+    }
+    out
 }
 
 /// A classic hex dump: offset, 16 bytes in hex, and their ASCII.
@@ -340,23 +408,45 @@ mod tests {
         assert_eq!(parse_escaped(&text).unwrap(), bytes);
     }
 
-    /// Found by the `payload` fuzz target: a no-break space was shown raw,
-    /// looking like a space (0x20) while being the bytes c2 a0.
     #[test]
-    fn invisible_and_lookalike_characters_are_escaped() {
-        assert_eq!(to_escaped_text("a\u{a0}b".as_bytes()), "a\\xc2\\xa0b");
-        for c in [
-            '\u{2028}', '\u{3000}', '\u{200b}', '\u{202e}', '\u{2066}', '\u{feff}',
-        ] {
-            let bytes = c.to_string().into_bytes();
-            let text = to_escaped_text(&bytes);
-            assert!(
-                text.chars().all(|c| c.is_ascii_graphic()),
-                "{c:?} as {text:?}"
-            );
-            assert_eq!(parse_escaped(&text).unwrap(), bytes);
-        }
-        assert_eq!(to_escaped_text("é ü".as_bytes()), "é ü");
+    fn binary_that_happens_to_be_utf8_stays_bytes_in_text_view() {
+        // de ad is U+07AD, a right-to-left combining mark (Thaana).
+        assert_eq!(
+            to_escaped_text(&[0xde, 0xad, 0xbe, 0xef]),
+            "\\xde\\xad\\xbe\\xef"
+        );
+        assert_eq!(to_escaped_text("é".as_bytes()), "\\xc3\\xa9");
+    }
+
+    #[test]
+    fn utf8_view_decodes_text_but_neutralises_what_could_mislead() {
+        assert_eq!(to_utf8_text("héllo wörld".as_bytes()), "héllo wörld");
+        // Bidi override, right-to-left letters and a zero-width joiner.
+        assert_eq!(to_utf8_text("a\u{202e}b".as_bytes()), "a\\u{202e}b");
+        assert_eq!(
+            to_utf8_text("שלום".as_bytes()),
+            "\\u{05e9}\\u{05dc}\\u{05d5}\\u{05dd}"
+        );
+        assert_eq!(to_utf8_text("a\u{200d}b".as_bytes()), "a\\u{200d}b");
+        // de ad is a Thaana (right-to-left) mark: escaped, since a bidi
+        // renderer would turn the line around for it; be ef is not UTF-8.
+        assert_eq!(
+            to_utf8_text(&[0xde, 0xad, 0xbe, 0xef]),
+            "\\u{07ad}\\xbe\\xef"
+        );
+        assert_eq!(to_utf8_text("\u{0301}x".as_bytes()), "\u{25cc}\u{0301}x");
+        assert_eq!(
+            to_utf8_text("e\u{0301}".as_bytes()),
+            "e\u{0301}",
+            "a real accent stays"
+        );
+        // Zalgo: only two marks per base.
+        assert_eq!(
+            to_utf8_text("e\u{0301}\u{0302}\u{0303}".as_bytes()),
+            "e\u{0301}\u{0302}\\u{0303}"
+        );
+        // Invalid bytes and controls as in the text view.
+        assert_eq!(to_utf8_text(b"\xff\x00\r\n"), "\\xff\\x00\\r\\n\n");
     }
 
     #[test]

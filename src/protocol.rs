@@ -137,7 +137,9 @@ pub enum CloseReason {
     /// A graceful kick could not finish (the peer did not read what was
     /// queued, or did not answer our FIN) within the kick deadline, so the
     /// connection was reset.
-    KickTimedOut { after_ms: u64 },
+    KickTimedOut {
+        after_ms: u64,
+    },
     /// The connection closed while this viewer was behind and its final
     /// counters were not kept; a resynchronising batch said it is gone.
     Missed,
@@ -329,7 +331,9 @@ impl EventKind {
             EventKind::ReadPaused { paused: true } => "reading paused by user".to_owned(),
             EventKind::ReadPaused { paused: false } => "reading resumed by user".to_owned(),
             EventKind::Injected { n } => format!("injected {n} B"),
-            EventKind::InjectRefused { n, why } => format!("inject refused: {n} B not queued ({why})"),
+            EventKind::InjectRefused { n, why } => {
+                format!("inject refused: {n} B not queued ({why})")
+            }
             EventKind::PeerHalfClosed => "peer half-closed (FIN): flushing queue".to_owned(),
             EventKind::Kicked { mode } => format!("kicked ({mode:?})").to_lowercase(),
             EventKind::Closed { reason } => format!("closed: {reason}"),
@@ -363,8 +367,11 @@ pub enum ConnState {
     Open,
     /// The peer sent FIN; the engine is delivering what is still queued.
     HalfClosed,
-    /// Kicked gracefully: flushing, then FIN.
-    Closing,
+    /// Kicked gracefully: flushing, then FIN, then waiting for the peer's.
+    /// At `deadline` (engine time) the kick gives up and resets.
+    Closing {
+        deadline: Micros,
+    },
     Closed(CloseReason),
 }
 
@@ -398,9 +405,6 @@ pub struct ConnCounters {
     pub read_paused: bool,
     pub events: EventCounts,
     pub last_activity: Micros,
-    /// While a graceful kick runs: the engine time at which it gives up and
-    /// resets the connection.
-    pub kick_deadline: Option<Micros>,
 }
 
 impl ConnCounters {
@@ -420,7 +424,6 @@ impl ConnCounters {
             read_paused: false,
             events: EventCounts::default(),
             last_activity: at,
-            kick_deadline: None,
         }
     }
 }

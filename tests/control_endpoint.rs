@@ -321,3 +321,135 @@ fn too_many_viewers_are_turned_away() {
         other => panic!("expected 503, got {:?}", other.map(|_| ())),
     }
 }
+
+/// No other site may frame the viewer (clickjacking): every response says
+/// so, and the page's own inline script is allowed by its hash only.
+#[test]
+fn every_response_forbids_framing_and_foreign_scripts() {
+    let s = Setup::start(None);
+    let a = s.control_addr;
+    let www = s.dir.path().join("www");
+    std::fs::write(
+        www.join("inline.html"),
+        "<!doctype html><script>console.log(\"hi\")</script>\
+         <script src=\"/muxscope.js\"></script>",
+    )
+    .unwrap();
+    let responses = [
+        get(a, "/"),
+        get(a, "/muxscope_bg.wasm"),
+        get(a, "/missing.js"),
+        get(a, "/../secret.txt"),
+        get(a, "/ws"),
+        get(a, "/inline.html"),
+        http_raw(a, b"\x16\x03\x01garbage\r\n\r\n"),
+    ];
+    for (status, head, _) in &responses {
+        let csp = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Security-Policy: "))
+            .unwrap_or_else(|| panic!("{status}: no CSP in {head}"));
+        assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+        assert!(
+            csp.contains("script-src 'self' 'wasm-unsafe-eval'"),
+            "{csp}"
+        );
+        assert!(!csp.contains("'unsafe-inline'") || !csp.contains("script-src 'unsafe"));
+        assert!(head.contains("\r\nX-Frame-Options: DENY\r\n"), "{head}");
+    }
+    let (_, inline, _) = &responses[5];
+    assert!(
+        inline.contains("'sha256-TMFma7PHrBUjZEUKY/MwBLuX3/HrQe2+A1FmjMS7ppA='"),
+        "the inline script's hash is allowed: {inline}"
+    );
+}
+
+/// A request head trickled in byte by byte still has to be complete within
+/// the head deadline counted from accept.
+#[test]
+fn a_trickled_head_is_cut_off_counting_from_accept() {
+    let s = Setup::start_with(None, |o| o.head_timeout = Duration::from_millis(800));
+    let mut c = client(s.control_addr);
+    let started = Instant::now();
+    let head = b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let mut closed_after = None;
+    for b in head.iter().cycle().take(200) {
+        if c.write_all(&[*b]).is_err() {
+            closed_after = Some(started.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        let mut probe = [0u8; 1];
+        c.set_nonblocking(true).unwrap();
+        let r = c.read(&mut probe);
+        c.set_nonblocking(false).unwrap();
+        match r {
+            Ok(0) => {
+                closed_after = Some(started.elapsed());
+                break;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            _ => {
+                closed_after = Some(started.elapsed());
+                break;
+            }
+        }
+    }
+    let after = closed_after.expect("the trickling client was cut off");
+    assert!(
+        after < Duration::from_secs(4),
+        "cut off after {after:?}, deadline 800 ms"
+    );
+}
+
+/// A viewer that stops reading (so never answers a ping) loses its slot
+/// within the deadline; one that reads stays.
+#[test]
+fn a_viewer_that_never_answers_pings_is_dropped() {
+    let s = Setup::start_with(None, |o| {
+        o.ping_interval = Duration::from_millis(100);
+        o.viewer_timeout = Duration::from_millis(1500);
+    });
+    let mut alive = Viewer::attach(&s.ws_url(""));
+    let _dead = connect_ws(&s.ws_url("")).unwrap();
+    let deadline = Instant::now() + STEP;
+    while s.server().viewers() != 2 {
+        assert!(Instant::now() < deadline);
+        let _ = alive.read_once();
+    }
+    let attached = Instant::now();
+    while s.server().viewers() != 1 {
+        assert!(
+            attached.elapsed() < Duration::from_secs(6),
+            "the dead viewer still holds its slot"
+        );
+        let _ = alive.read_once();
+    }
+    // The one that reads answers pings and stays past several deadlines.
+    let until = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < until {
+        alive
+            .read_once()
+            .expect("the reading viewer stays attached");
+    }
+    assert_eq!(s.server().viewers(), 1);
+}
+
+/// A big file arrives intact, also to a reader that takes its time.
+#[test]
+fn a_big_file_is_served_intact() {
+    let s = Setup::start(None);
+    let www = s.dir.path().join("www");
+    let body: Vec<u8> = (0..6_000_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+    std::fs::write(www.join("big.wasm"), &body).unwrap();
+    let mut c = client(s.control_addr);
+    c.write_all(b"GET /big.wasm HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut out = Vec::new();
+    c.read_to_end(&mut out).unwrap();
+    let start = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8_lossy(&out[..start]);
+    assert!(head.contains("Content-Length: 6000000"), "{head}");
+    assert!(out[start..] == body[..], "body differs");
+}

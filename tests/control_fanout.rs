@@ -7,7 +7,10 @@ mod control_support;
 use control_support::*;
 use muxscope::control::wire::decode_batch;
 use muxscope::control::{ControlOptions, ControlServer};
-use muxscope::protocol::{Batch, Command, ConnCounters, ConnId, Event, EventKind};
+use muxscope::monitor::Monitor;
+use muxscope::protocol::{
+    Batch, CloseReason, Command, ConnCounters, ConnId, ConnState, Event, EventKind,
+};
 use std::io::ErrorKind;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -53,6 +56,7 @@ fn start(
         batches_rx,
         Box::new(move |c| {
             let _ = cmd_tx.send(c);
+            Ok(())
         }),
     )
     .unwrap();
@@ -63,7 +67,7 @@ fn start(
 fn a_stalled_viewer_drops_events_keeps_counters_and_slows_nobody() {
     let dir = TempDir::new("fanout");
     let mut opts = ControlOptions::new("127.0.0.1:0");
-    opts.web_root = web_root(&dir);
+    opts.web_root = Some(web_root(&dir));
     opts.viewer_queue = 4;
     let (server, relay, batches_tx, cmd_rx) = start(&opts);
     let url = format!("ws://{}/ws", server.local_addr());
@@ -163,7 +167,7 @@ fn a_stalled_viewer_drops_events_keeps_counters_and_slows_nobody() {
 fn a_flooding_viewer_is_served_in_turns() {
     let dir = TempDir::new("flood");
     let mut opts = ControlOptions::new("127.0.0.1:0");
-    opts.web_root = web_root(&dir);
+    opts.web_root = Some(web_root(&dir));
     let (server, _relay, batches_tx, cmd_rx) = start(&opts);
     let url = format!("ws://{}/ws", server.local_addr());
     let mut flooder = Viewer::attach(&url);
@@ -197,5 +201,207 @@ fn a_flooding_viewer_is_served_in_turns() {
             .expect("every command arrives");
         assert_eq!(cmd, Command::Inspect { conn: ConnId(got) }, "in order");
         got += 1;
+    }
+}
+
+/// The per-viewer queue is bounded in bytes too: a stalled viewer with room
+/// for many frames by count still loses events once its bytes are spent.
+#[test]
+fn a_stalled_viewers_queue_is_bounded_in_bytes() {
+    let dir = TempDir::new("fanout-bytes");
+    let mut opts = ControlOptions::new("127.0.0.1:0");
+    opts.web_root = Some(web_root(&dir));
+    opts.viewer_queue = 10_000;
+    opts.viewer_queue_bytes = 256 * 1024;
+    let (server, relay, batches_tx, _cmds) = start(&opts);
+    let url = format!("ws://{}/ws", server.local_addr());
+    let mut stalled = Viewer::attach(&url);
+    let deadline = Instant::now() + STEP;
+    while server.viewers() != 1 {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // 400 frames of ~60 KB: 24 MB, far below 10,000 frames, far above
+    // 256 KiB plus what the socket buffers take (a few MB on loopback).
+    const N: u64 = 400;
+    for seq in 1..=N {
+        batches_tx.send(batch(seq)).unwrap();
+        while relay.try_recv().is_ok() {}
+    }
+    // Decoding megabytes of events in a debug build on a loaded machine
+    // takes a while: a longer deadline than one step.
+    let deadline = Instant::now() + 6 * STEP;
+    while stalled.counters.values().next().map(|c| c.rx_bytes) != Some(N) {
+        assert!(Instant::now() < deadline, "the latest counters never came");
+        stalled
+            .read_once()
+            .expect("the stalled viewer stays attached");
+    }
+    let until = Instant::now() + Duration::from_millis(300);
+    while Instant::now() < until {
+        let _ = stalled.read_once();
+    }
+    assert!(
+        stalled.dropped_events > 0,
+        "the byte bound made the stalled viewer drop events"
+    );
+    assert_eq!(stalled.events + stalled.dropped_events, N * 8192);
+}
+
+fn conn(id: u64, state: ConnState) -> ConnCounters {
+    ConnCounters {
+        state,
+        ..ConnCounters::opened(
+            ConnId(id),
+            format!("127.0.0.1:{}", 10_000 + id).parse().unwrap(),
+            0,
+        )
+    }
+}
+
+/// A viewer that attaches late gets the present with the list of open
+/// connections, so it can tell what is live.
+#[test]
+fn a_late_viewers_snapshot_lists_the_open_connections() {
+    let dir = TempDir::new("fanout-late");
+    let mut opts = ControlOptions::new("127.0.0.1:0");
+    opts.web_root = Some(web_root(&dir));
+    let (server, relay, batches_tx, _cmds) = start(&opts);
+    batches_tx
+        .send(Batch {
+            seq: 1,
+            counters: vec![
+                conn(1, ConnState::Open),
+                conn(2, ConnState::Open),
+                conn(3, ConnState::Open),
+            ],
+            ..Batch::default()
+        })
+        .unwrap();
+    batches_tx
+        .send(Batch {
+            seq: 2,
+            counters: vec![conn(2, ConnState::Closed(CloseReason::PeerClosed))],
+            ..Batch::default()
+        })
+        .unwrap();
+    // Both were fanned out once the relay has them.
+    for _ in 0..2 {
+        relay.recv_timeout(STEP).unwrap();
+    }
+    let mut ws = connect_ws(&format!("ws://{}/ws", server.local_addr())).unwrap();
+    let snapshot = loop {
+        match ws.read().expect("a snapshot") {
+            Message::Binary(f) => break decode_batch(&f).unwrap(),
+            _ => continue,
+        }
+    };
+    assert_eq!(snapshot.open_conns, Some(vec![ConnId(1), ConnId(3)]));
+}
+
+/// A viewer stalled while thousands of connections come and go is not owed
+/// an unbounded pile of counters; when it reads again it is sent a resync
+/// and its model converges: exactly the live connections shown open.
+#[test]
+fn a_stalled_viewer_converges_after_thousands_of_closes() {
+    let dir = TempDir::new("fanout-resync");
+    let mut opts = ControlOptions::new("127.0.0.1:0");
+    opts.web_root = Some(web_root(&dir));
+    opts.viewer_queue = 2;
+    let (server, relay, batches_tx, _cmds) = start(&opts);
+    let url = format!("ws://{}/ws", server.local_addr());
+    let mut ws = connect_ws(&url).unwrap();
+    let deadline = Instant::now() + STEP;
+    while server.viewers() != 1 {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut monitor = Monitor::default();
+    // It reads the snapshot and one batch, then stalls.
+    let read_one = |ws: &mut Ws, monitor: &mut Monitor| -> bool {
+        match ws.read() {
+            Ok(Message::Binary(f)) => {
+                monitor.absorb(decode_batch(&f).unwrap());
+                true
+            }
+            Ok(_) => true,
+            Err(tungstenite::Error::Io(e))
+                if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+            {
+                false
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    batches_tx
+        .send(Batch {
+            seq: 1,
+            counters: (1..=10).map(|i| conn(i, ConnState::Open)).collect(),
+            ..Batch::default()
+        })
+        .unwrap();
+    let deadline = Instant::now() + STEP;
+    while monitor.connections.open_count() != 10 {
+        assert!(Instant::now() < deadline, "the first batch");
+        read_one(&mut ws, &mut monitor);
+    }
+    // While it is stalled: 1..=10 close without their final counters ever
+    // reaching it (20,000 other connections open and close in between,
+    // more than any viewer is owed), and 30_001..=30_005 open.
+    let mut seq = 1;
+    let mut feed = |counters: Vec<ConnCounters>| {
+        seq += 1;
+        batches_tx
+            .send(Batch {
+                seq,
+                counters,
+                ..Batch::default()
+            })
+            .unwrap();
+        while relay.try_recv().is_ok() {}
+    };
+    feed(
+        (1..=10)
+            .map(|i| conn(i, ConnState::Closed(CloseReason::PeerReset)))
+            .collect(),
+    );
+    for chunk in (100..20_100u64).collect::<Vec<_>>().chunks(500) {
+        feed(chunk.iter().map(|&i| conn(i, ConnState::Open)).collect());
+        feed(
+            chunk
+                .iter()
+                .map(|&i| conn(i, ConnState::Closed(CloseReason::PeerClosed)))
+                .collect(),
+        );
+    }
+    feed(
+        (30_001..=30_005)
+            .map(|i| conn(i, ConnState::Open))
+            .collect(),
+    );
+    // Now it reads until quiet.
+    let mut quiet_since = Instant::now();
+    let deadline = Instant::now() + 2 * STEP;
+    while quiet_since.elapsed() < Duration::from_millis(500) {
+        assert!(Instant::now() < deadline, "the viewer never went quiet");
+        if read_one(&mut ws, &mut monitor) {
+            quiet_since = Instant::now();
+        }
+    }
+    let mut open: Vec<u64> = monitor
+        .connections
+        .iter()
+        .filter(|c| !matches!(c.state, ConnState::Closed(_)))
+        .map(|c| c.id.0)
+        .collect();
+    open.sort();
+    assert_eq!(open, (30_001..=30_005).collect::<Vec<_>>(), "converged");
+    for id in 1..=10 {
+        let row = monitor.connections.get(ConnId(id)).expect("row kept");
+        assert!(
+            matches!(row.state, ConnState::Closed(_)),
+            "{id}: {:?}",
+            row.state
+        );
     }
 }

@@ -33,7 +33,6 @@ fn counters(id: u64, state: ConnState) -> ConnCounters {
             error: 0,
         },
         last_activity: 99,
-        kick_deadline: (id == 3).then_some(2_000_000),
     }
 }
 
@@ -92,7 +91,12 @@ fn full_batch() -> Batch {
         counters: vec![
             counters(1, ConnState::Open),
             counters(2, ConnState::HalfClosed),
-            counters(3, ConnState::Closing),
+            counters(
+                3,
+                ConnState::Closing {
+                    deadline: 2_000_000,
+                },
+            ),
             counters(4, ConnState::Closed(CloseReason::Kicked(KickMode::Reset))),
             counters(5, ConnState::Closed(CloseReason::EngineStopped)),
             counters(6, ConnState::Closed(CloseReason::PeerReset)),

@@ -56,6 +56,10 @@ fn saved_layout_reads_back_identically() {
             text: "48 69".into(),
             format: muxscope::payload::InputFormat::Hex,
             ending: muxscope::payload::LineEnding::CrLf,
+            sent: Some(muxscope::ui::inject::Sent {
+                to: "#3, #5".into(),
+                at_unix_ms: 1_700_000_000_000,
+            }),
         });
     layout::save(&path, &layout).unwrap();
     assert_eq!(layout::load(&path).unwrap(), layout);

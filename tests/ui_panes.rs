@@ -31,7 +31,14 @@ const SILENCE: Duration = Duration::from_millis(300);
 /// The app on an in-process engine listening on a free loopback port, and
 /// that port.
 fn start() -> (App, SocketAddr) {
-    let cli = Cli::parse_from(["muxscope", "--listen", "127.0.0.1:0"]);
+    start_with(&[])
+}
+
+/// [`start`] with more command-line arguments.
+fn start_with(args: &[&str]) -> (App, SocketAddr) {
+    let mut argv = vec!["muxscope", "--listen", "127.0.0.1:0"];
+    argv.extend_from_slice(args);
+    let cli = Cli::parse_from(argv);
     let mut h = Harness::builder()
         .with_size(egui::vec2(1400.0, 900.0))
         .build_eframe(move |cc| {
@@ -409,6 +416,8 @@ fn select_row_and_kick() {
         Ok(0) => {}
         other => panic!("a gracefully kicked client should see EOF, got {other:?}"),
     }
+    // Its answering FIN completes the graceful close (before the deadline).
+    drop(a);
     wait_for(&mut h, "row A to show the graceful kick", |h| {
         (try_cell(h, ida, "state")? == "closed: kicked (graceful)").then_some(())
     });
@@ -433,6 +442,133 @@ fn select_row_and_kick() {
 }
 
 /// Hex typed into the inject box goes to every client, exactly.
+/// Binary that happens to be valid UTF-8 stays bytes in the text view, and
+/// the UTF-8 view decodes it without letting it reorder the line.
+#[test]
+fn transcript_shows_hostile_bytes_as_bytes() {
+    let (mut h, addr) = start();
+    let mut a = connect(addr);
+    // de ad is U+07AD, a right-to-left combining mark; be ef is not UTF-8.
+    round_trip(&mut a, &[0xde, 0xad, 0xbe, 0xef, b'\n']);
+    let id = wait_row(&mut h, &a);
+    click_row(&mut h, id);
+    let text = wait_for(&mut h, "the transcript in the text view", |h| {
+        let found = nodes_where(h, |t| t.contains("\\xde\\xad\\xbe\\xef\\n"));
+        found.into_iter().next().map(|(text, _, _)| text)
+    });
+    assert!(
+        !text.contains('\u{07ad}'),
+        "no decoded mark in the text view: {text}"
+    );
+    click(&mut h, "UTF-8");
+    wait_for(&mut h, "the transcript in the UTF-8 view", |h| {
+        let found = nodes_where(h, |t| t.contains("\\u{07ad}\\xbe\\xef\\n"));
+        (!found.is_empty()).then_some(())
+    });
+}
+
+/// The events pane has one connection filter (all, the selection, or a
+/// pinned set), and its Kinds menu stays open while kinds are toggled.
+#[test]
+fn events_have_one_connection_filter_and_a_kinds_menu_that_stays_open() {
+    let (mut h, addr) = start();
+    let mut a = connect(addr);
+    round_trip(&mut a, b"x");
+    let id = wait_row(&mut h, &a);
+    click_row(&mut h, id);
+    click(&mut h, "Show its events");
+    let pinned = format!("only {id}");
+    wait_for(&mut h, "the pinned scope", |h| {
+        h.query_by_label(&pinned).map(|_| ())
+    });
+    assert_eq!(
+        h.state()
+            .panes
+            .events
+            .filter
+            .conns
+            .iter()
+            .copied()
+            .collect::<Vec<_>>(),
+        vec![id]
+    );
+    click(&mut h, "all");
+    assert!(
+        h.state().panes.events.filter.conns.is_empty(),
+        "all connections"
+    );
+    assert!(!h.state().panes.events.follow_selection);
+    click(&mut h, "selected rows (1)");
+    assert!(h.state().panes.events.follow_selection);
+    assert!(
+        h.query_by_label(&pinned).is_some(),
+        "the pinned set stays on offer as one of the same choices"
+    );
+
+    click(&mut h, "Kinds");
+    // Kinds that no row of the log shows, so each label is the menu's.
+    // With the pointer, as a person clicks: a click inside the menu is
+    // what used to close it.
+    let toggle = |h: &mut App, kind: &str| {
+        let at = wait_for(
+            h,
+            &format!("the {kind} toggle in the open Kinds menu"),
+            |h| h.query_by_label(kind).map(|n| n.rect().center()),
+        );
+        click_at(h, at);
+        h.step();
+        h.step();
+    };
+    toggle(&mut h, "accept-error");
+    toggle(&mut h, "listen-failed");
+    let hidden = &h.state().panes.events.filter.hidden_kinds;
+    assert!(
+        hidden.contains("accept-error") && hidden.contains("listen-failed"),
+        "two toggles in one opening of the menu: {hidden:?}"
+    );
+}
+
+/// A graceful kick of a client that never answers with its FIN counts down
+/// in the row and the inspector, then ends in a reset that says why.
+#[test]
+fn graceful_kick_counts_down_then_resets() {
+    let (mut h, addr) = start_with(&["--kick-timeout", "1.5"]);
+    let mut a = connect(addr);
+    round_trip(&mut a, b"hi");
+    let id = wait_row(&mut h, &a);
+    click_row(&mut h, id);
+    click(&mut h, "Kick (graceful)");
+    let kicked = Instant::now();
+    let shown = wait_for(&mut h, "the row to count down", |h| {
+        let state = try_cell(h, id, "state")?;
+        state.starts_with("closing (reset in ").then_some(state)
+    });
+    assert!(shown.ends_with("s)"), "{shown}");
+    let countdowns = nodes_where(&h, |t| t.starts_with("closing (reset in "));
+    assert!(
+        countdowns.len() >= 2,
+        "the row and the inspector count down: {countdowns:?}"
+    );
+    // The client reads our FIN but keeps its socket open.
+    a.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut buf = [0; 8];
+    assert_eq!(a.read(&mut buf).unwrap(), 0, "FIN after the kick");
+    let state = wait_for(&mut h, "the reset at the deadline", |h| {
+        let state = try_cell(h, id, "state")?;
+        state.starts_with("closed").then_some(state)
+    });
+    assert_eq!(state, "closed: graceful kick timed out after 1.5s: reset");
+    assert!(
+        kicked.elapsed() >= Duration::from_millis(1400),
+        "not before the deadline"
+    );
+    // Reading past our FIN still says EOF; the reset shows on writing.
+    match a.write_all(b"too late") {
+        Err(e) if matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe) => {}
+        other => panic!("the client should see a reset, got {other:?}"),
+    }
+}
+
 #[test]
 fn inject_hex_to_all_clients() {
     let (mut h, addr) = start();
@@ -458,6 +594,14 @@ fn inject_hex_to_all_clients() {
         h.state().panes.inject.history.len(),
         1,
         "the message is in the history"
+    );
+    // Its chip says what was sent (the bytes, unambiguously) and to whom.
+    let chips = nodes_where(&h, |t| t.starts_with("[hex] "));
+    assert!(
+        chips
+            .iter()
+            .any(|(t, _, _)| t.starts_with("[hex] Hel  to all clients · ")),
+        "history chip: {chips:?}"
     );
 }
 

@@ -7,7 +7,8 @@
 //! and a folder outside it; a sibling folder whose name extends the root's
 //! holds another file. Properties: nothing panics; a `200` body is one of
 //! the viewer files; `resolve` only returns files inside the canonical
-//! root; only a GET of `/ws` upgrades.
+//! root; only a GET of `/ws` upgrades; a streamed file is a viewer file of
+//! the announced length.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -50,8 +51,8 @@ fn web_root() -> &'static WebRoot {
         ] {
             let _ = std::os::unix::fs::symlink(target, root.join(link));
         }
-        let open = HttpConfig::new(&root, None);
-        let with_token = HttpConfig::new(&root, Some("s3cret".to_owned()));
+        let open = HttpConfig::new(Some(&root), None);
+        let with_token = HttpConfig::new(Some(&root), Some("s3cret".to_owned()));
         WebRoot {
             root: open.web_root.clone().expect("the web root exists"),
             open,
@@ -75,6 +76,17 @@ fuzz_target!(|data: &[u8]| {
                 assert!(response.starts_with(b"HTTP/1.1 101 "));
             }
             Route::Reply(response) => check_reply(&head.method, &response),
+            Route::File {
+                head: reply,
+                file,
+                len,
+            } => {
+                assert_eq!(head.method, "GET");
+                assert!(reply.starts_with(b"HTTP/1.1 200 "));
+                let body = std::io::read_to_string(file).unwrap();
+                assert_eq!(body.len() as u64, len);
+                assert_viewer_file(body.as_bytes());
+            }
         }
     }
 });
@@ -101,11 +113,15 @@ fn check_reply(method: &str, response: &[u8]) {
         if method == "HEAD" {
             assert!(body.is_empty());
         } else {
-            assert!(
-                VIEWER_FILES.iter().any(|(_, text)| body == text.as_bytes()),
-                "served something other than a viewer file: {:?}",
-                String::from_utf8_lossy(body)
-            );
+            assert_viewer_file(body);
         }
     }
+}
+
+fn assert_viewer_file(body: &[u8]) {
+    assert!(
+        VIEWER_FILES.iter().any(|(_, text)| body == text.as_bytes()),
+        "served something other than a viewer file: {:?}",
+        String::from_utf8_lossy(body)
+    );
 }

@@ -3,18 +3,36 @@
 //! and the checks a WebSocket upgrade must pass.
 //!
 //! Every response closes its connection; the viewer is a handful of files,
-//! fetched once.
+//! fetched once. Files are streamed by the io thread ([`Route::File`]), so a
+//! slow reader never makes the server hold a whole file.
+//!
+//! Every response forbids framing (`Content-Security-Policy:
+//! frame-ancestors 'none'` and `X-Frame-Options: DENY`), so no other site
+//! can overlay the viewer and click for the user. Scripts may come from
+//! this origin only, plus any inline script of the page being served,
+//! allowed by its SHA-256 hash (Trunk injects one module script that loads
+//! the wasm); `'wasm-unsafe-eval'` lets that script compile the wasm.
+//!
+//! For fuzzing, [`parse_head`] and [`route`] take arbitrary input and never
+//! panic.
 
+use super::token::Secret;
 use percent_encoding::percent_decode_str;
-use std::fs;
+use std::fs::{self, File};
 use std::net::IpAddr;
 use std::path::{Component, Path, PathBuf};
 
 /// A request head larger than this is refused (431).
 pub const MAX_HEAD: usize = 8 * 1024;
 pub const MAX_HEADERS: usize = 32;
-/// Larger files are not served (the viewer's wasm is about 5 MB).
-const MAX_FILE: u64 = 64 * 1024 * 1024;
+/// An HTML page up to this size is read whole, to allow its inline scripts
+/// by hash; anything else is streamed.
+const MAX_HASHED_HTML: u64 = 1 << 20;
+/// The policy for every response; an HTML page adds its scripts' hashes.
+const CSP_SCRIPT: &str = "script-src 'self' 'wasm-unsafe-eval'";
+const CSP_REST: &str = "style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
+     connect-src 'self' ws: wss:; manifest-src 'self'; base-uri 'none'; form-action 'none'; \
+     frame-ancestors 'none'";
 
 /// The parts of a request the endpoint looks at.
 #[derive(Clone, Debug, Default)]
@@ -94,16 +112,18 @@ pub struct HttpConfig {
     /// Canonical web root; `None` when it does not exist (viewer not built).
     pub web_root: Option<PathBuf>,
     /// The root as configured, for messages.
-    pub web_root_shown: PathBuf,
-    pub token: Option<String>,
+    pub web_root_shown: Option<PathBuf>,
+    pub token: Option<Secret>,
 }
 
 impl HttpConfig {
-    pub fn new(web_root: &Path, token: Option<String>) -> Self {
+    pub fn new(web_root: Option<&Path>, token: Option<String>) -> Self {
         HttpConfig {
-            web_root: web_root.canonicalize().ok().filter(|p| p.is_dir()),
-            web_root_shown: web_root.to_owned(),
-            token,
+            web_root: web_root
+                .and_then(|r| r.canonicalize().ok())
+                .filter(|p| p.is_dir()),
+            web_root_shown: web_root.map(Path::to_owned),
+            token: token.as_deref().map(Secret::new),
         }
     }
 }
@@ -113,6 +133,8 @@ impl HttpConfig {
 pub enum Route {
     /// Send this response, then close.
     Reply(Vec<u8>),
+    /// Send `head`, then `len` bytes of `file` (streamed), then close.
+    File { head: Vec<u8>, file: File, len: u64 },
     /// Send this `101 Switching Protocols`, then speak WebSocket.
     Upgrade(Vec<u8>),
 }
@@ -142,7 +164,7 @@ pub fn route(head: &RequestHead, cfg: &HttpConfig) -> Route {
             Err(reply) => Route::Reply(reply),
         };
     }
-    Route::Reply(serve_static(path, cfg, head_only))
+    serve_static(path, cfg, head_only)
 }
 
 /// The `101` response for a valid, authorised upgrade, or the error reply.
@@ -166,7 +188,7 @@ pub fn check_upgrade(
     match &cfg.token {
         Some(token) => {
             let given = query_param(query, "token");
-            if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
+            if !given.is_some_and(|g| token.matches(&g)) {
                 return Err(error(401, "Unauthorized", "a valid ?token= is required"));
             }
         }
@@ -230,13 +252,6 @@ pub fn query_param(query: &str, name: &str) -> Option<String> {
             percent_decode_str(&v).decode_utf8_lossy().into_owned()
         })
     })
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Why a path was not served.
@@ -305,38 +320,103 @@ pub fn content_type(path: &Path) -> &'static str {
     }
 }
 
-fn serve_static(path: &str, cfg: &HttpConfig, head_only: bool) -> Vec<u8> {
+fn serve_static(path: &str, cfg: &HttpConfig, head_only: bool) -> Route {
     let Some(root) = &cfg.web_root else {
-        let body = format!(
-            "<!doctype html><meta charset=utf-8><title>muxscope</title>\
-             <p>The web viewer is not built: no <code>{}</code>. Run \
-             <code>scripts/build-web.sh</code>, or pass <code>--web-root DIR</code>.</p>\n",
-            html_escape(&cfg.web_root_shown.display().to_string())
-        );
-        return response(
-            503,
-            "Service Unavailable",
-            "text/html; charset=utf-8",
-            body.as_bytes(),
-            head_only,
-        );
+        return Route::Reply(not_built(cfg, head_only));
     };
     let file = match resolve(root, path) {
         Ok(f) => f,
-        Err(Refused::BadRequest) => return error(400, "Bad Request", "bad path"),
-        Err(Refused::Forbidden) => return error(403, "Forbidden", "forbidden"),
-        Err(Refused::NotFound) => return error(404, "Not Found", "not found"),
+        Err(Refused::BadRequest) => return Route::Reply(error(400, "Bad Request", "bad path")),
+        Err(Refused::Forbidden) => return Route::Reply(error(403, "Forbidden", "forbidden")),
+        Err(Refused::NotFound) => return Route::Reply(error(404, "Not Found", "not found")),
     };
-    let too_big = fs::metadata(&file)
-        .map(|m| m.len() > MAX_FILE)
-        .unwrap_or(true);
-    if too_big {
-        return error(404, "Not Found", "not found");
+    let not_found = || Route::Reply(error(404, "Not Found", "not found"));
+    let Ok(opened) = File::open(&file) else {
+        return not_found();
+    };
+    let Ok(len) = opened.metadata().map(|m| m.len()) else {
+        return not_found();
+    };
+    let kind = content_type(&file);
+    if kind.starts_with("text/html") && len <= MAX_HASHED_HTML {
+        let Ok(body) = fs::read(&file) else {
+            return not_found();
+        };
+        let csp = csp(&inline_script_hashes(&String::from_utf8_lossy(&body)));
+        return Route::Reply(response_with(200, "OK", kind, &body, head_only, &csp));
     }
-    match fs::read(&file) {
-        Ok(body) => response(200, "OK", content_type(&file), &body, head_only),
-        Err(_) => error(404, "Not Found", "not found"),
+    let head = response_head(200, "OK", kind, len, &csp(&[]));
+    if head_only {
+        return Route::Reply(head);
     }
+    Route::File {
+        head,
+        file: opened,
+        len,
+    }
+}
+
+/// The page served when there is no viewer to serve.
+fn not_built(cfg: &HttpConfig, head_only: bool) -> Vec<u8> {
+    let looked = match &cfg.web_root_shown {
+        Some(root) => format!(
+            "<p>There is no viewer in <code>{}</code>.</p>",
+            html_escape(&root.display().to_string())
+        ),
+        None => "<p>No web viewer was found next to the muxscope executable \
+                 (<code>dist/</code> beside it, or <code>share/muxscope/web</code> \
+                 in its prefix).</p>"
+            .to_owned(),
+    };
+    let body = format!(
+        "<!doctype html><meta charset=utf-8><title>muxscope: web viewer not built</title>\
+         <h1>The muxscope web viewer is not built</h1>{looked}\
+         <p>Build it with <code>scripts/build-web.sh</code> (in a muxscope checkout; it \
+         writes <code>dist/</code>), then start muxscope with \
+         <code>--web-root path/to/dist</code>.</p>\n"
+    );
+    response(
+        503,
+        "Service Unavailable",
+        "text/html; charset=utf-8",
+        body.as_bytes(),
+        head_only,
+    )
+}
+
+/// The `'sha256-…'` sources of the inline scripts in `html`.
+pub fn inline_script_hashes(html: &str) -> Vec<String> {
+    let lower = html.to_ascii_lowercase();
+    let mut hashes = Vec::new();
+    let mut at = 0;
+    while let Some(open) = lower[at..].find("<script").map(|i| at + i) {
+        let Some(tag_end) = lower[open..].find('>').map(|i| open + i + 1) else {
+            break;
+        };
+        let Some(close) = lower[tag_end..].find("</script").map(|i| tag_end + i) else {
+            break;
+        };
+        if !lower[open..tag_end].contains("src=") {
+            let digest =
+                ring::digest::digest(&ring::digest::SHA256, &html.as_bytes()[tag_end..close]);
+            hashes.push(format!(
+                "'sha256-{}'",
+                data_encoding::BASE64.encode(digest.as_ref())
+            ));
+        }
+        at = close;
+    }
+    hashes
+}
+
+/// The Content-Security-Policy with these extra script sources.
+fn csp(script_hashes: &[String]) -> String {
+    let mut out = CSP_SCRIPT.to_owned();
+    for h in script_hashes {
+        out.push(' ');
+        out.push_str(h);
+    }
+    format!("default-src 'none'; {out}; {CSP_REST}")
 }
 
 fn html_escape(s: &str) -> String {
@@ -353,21 +433,38 @@ pub fn response(
     body: &[u8],
     head_only: bool,
 ) -> Vec<u8> {
-    let mut out = format!(
-        "HTTP/1.1 {status} {reason}\r\n\
-         Content-Type: {content_type}\r\n\
-         Content-Length: {}\r\n\
-         Cache-Control: no-cache\r\n\
-         X-Content-Type-Options: nosniff\r\n\
-         Referrer-Policy: no-referrer\r\n\
-         Connection: close\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
+    response_with(status, reason, content_type, body, head_only, &csp(&[]))
+}
+
+fn response_with(
+    status: u16,
+    reason: &str,
+    content_type: &str,
+    body: &[u8],
+    head_only: bool,
+    csp: &str,
+) -> Vec<u8> {
+    let mut out = response_head(status, reason, content_type, body.len() as u64, csp);
     if !head_only {
         out.extend_from_slice(body);
     }
     out
+}
+
+/// The head of a response whose body is `len` bytes.
+fn response_head(status: u16, reason: &str, content_type: &str, len: u64, csp: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 {status} {reason}\r\n\
+         Content-Type: {content_type}\r\n\
+         Content-Length: {len}\r\n\
+         Cache-Control: no-cache\r\n\
+         X-Content-Type-Options: nosniff\r\n\
+         Referrer-Policy: no-referrer\r\n\
+         Content-Security-Policy: {csp}\r\n\
+         X-Frame-Options: DENY\r\n\
+         Connection: close\r\n\r\n"
+    )
+    .into_bytes()
 }
 
 pub fn error(status: u16, reason: &str, message: &str) -> Vec<u8> {
@@ -438,7 +535,7 @@ mod tests {
 
     #[test]
     fn upgrade_answers_with_the_rfc_accept_key() {
-        let cfg = HttpConfig::new(Path::new("/nonexistent"), None);
+        let cfg = HttpConfig::new(None, None);
         let h = head("/ws", &upgrade_with(&[("Host", "127.0.0.1:8801")]));
         let Route::Upgrade(r) = route(&h, &cfg) else {
             panic!()
@@ -451,7 +548,7 @@ mod tests {
 
     #[test]
     fn upgrade_needs_the_token_when_one_is_set() {
-        let cfg = HttpConfig::new(Path::new("/nonexistent"), Some("s3 cr&t".into()));
+        let cfg = HttpConfig::new(None, Some("s3 cr&t".into()));
         let h = upgrade_with(&[("Host", "example.org")]);
         for (target, want) in [
             ("/ws", 401),
@@ -461,7 +558,7 @@ mod tests {
             ("/ws?x=1&token=s3+cr%26t", 101),
         ] {
             let got = match route(&head(target, &h), &cfg) {
-                Route::Upgrade(r) | Route::Reply(r) => status(&r),
+                Route::Upgrade(r) | Route::Reply(r) | Route::File { head: r, .. } => status(&r),
             };
             assert_eq!(got, want, "{target}");
         }
@@ -469,7 +566,7 @@ mod tests {
 
     #[test]
     fn without_a_token_only_same_machine_pages_may_attach() {
-        let cfg = HttpConfig::new(Path::new("/nonexistent"), None);
+        let cfg = HttpConfig::new(None, None);
         for (host, origin, want) in [
             ("127.0.0.1:8801", None, 101),
             ("localhost:8801", Some("http://localhost:8801"), 101),
@@ -483,7 +580,7 @@ mod tests {
                 h.push(("Origin", o));
             }
             let got = match route(&head("/ws", &h), &cfg) {
-                Route::Upgrade(r) | Route::Reply(r) => status(&r),
+                Route::Upgrade(r) | Route::Reply(r) | Route::File { head: r, .. } => status(&r),
             };
             assert_eq!(got, want, "{host} {origin:?}");
         }
@@ -491,7 +588,7 @@ mod tests {
 
     #[test]
     fn plain_get_of_ws_is_a_bad_request() {
-        let cfg = HttpConfig::new(Path::new("/nonexistent"), None);
+        let cfg = HttpConfig::new(None, None);
         let Route::Reply(r) = route(&head("/ws", &[("Host", "127.0.0.1")]), &cfg) else {
             panic!()
         };
@@ -512,6 +609,50 @@ mod tests {
         );
         assert_eq!(query_param("token", "token").as_deref(), Some(""));
         assert_eq!(query_param("tokens=1", "token"), None);
+    }
+
+    /// A file is not read into the response: the route hands back the open
+    /// file and its length, and the io thread streams it.
+    #[test]
+    fn files_are_routed_for_streaming_not_read_whole() {
+        let dir = std::env::temp_dir().join(format!("muxscope-route-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("big.wasm"), vec![7u8; 300_000]).unwrap();
+        let cfg = HttpConfig::new(Some(&dir), None);
+        match route(&head("/big.wasm", &[]), &cfg) {
+            Route::File { head, len, .. } => {
+                assert_eq!(len, 300_000);
+                assert!(head.len() < 1024, "only the head: {} bytes", head.len());
+                assert!(String::from_utf8_lossy(&head).contains("Content-Length: 300000\r\n"));
+            }
+            other => panic!("expected a streamed file, got {other:?}"),
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn inline_scripts_are_hashed_and_sourced_ones_are_not() {
+        let html = "<script type=module>import init from '/a.js';</script>\
+                    <SCRIPT src=\"/b.js\"></SCRIPT><script>x</script >";
+        let hashes = inline_script_hashes(html);
+        assert_eq!(hashes.len(), 2, "{hashes:?}");
+        // sha256("x"), base64.
+        assert_eq!(
+            hashes[1],
+            "'sha256-LXEWQrcmsEQBYnyp+6wy9chTD7GQPMTbAiWHF5IaSIE='"
+        );
+        assert!(inline_script_hashes("<script>unterminated").is_empty());
+    }
+
+    #[test]
+    fn without_a_viewer_the_page_says_how_to_build_one() {
+        let cfg = HttpConfig::new(None, None);
+        let Route::Reply(r) = route(&head("/", &[]), &cfg) else {
+            panic!()
+        };
+        let text = String::from_utf8_lossy(&r);
+        assert!(text.contains("scripts/build-web.sh") && text.contains("--web-root"));
+        assert!(text.contains("frame-ancestors 'none'"));
     }
 
     #[test]

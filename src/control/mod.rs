@@ -30,6 +30,12 @@ mod fanout;
 pub mod http;
 #[cfg(not(target_arch = "wasm32"))]
 mod server;
+#[cfg(not(target_arch = "wasm32"))]
+mod stream;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod token;
+#[cfg(not(target_arch = "wasm32"))]
+mod vet;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub use server::{CommandSink, ControlServer};
@@ -41,6 +47,7 @@ pub use native::*;
 mod native {
     use std::net::{SocketAddr, ToSocketAddrs};
     use std::path::PathBuf;
+    use std::time::Duration;
 
     /// The port `--control` uses when given only a host.
     pub const DEFAULT_CONTROL_PORT: u16 = 8801;
@@ -52,12 +59,53 @@ mod native {
         pub addr: String,
         /// Required on the WebSocket as `?token=…` when set.
         pub token: Option<String>,
-        /// Where the built web viewer is (Trunk's `dist/`).
-        pub web_root: PathBuf,
+        /// The token was made here (`--token auto`), so it is printed once
+        /// in the viewer's URL.
+        pub token_generated: bool,
+        /// Where the built web viewer is (Trunk's `dist/`); `None` serves a
+        /// page saying how to build it.
+        pub web_root: Option<PathBuf>,
         /// Viewers attached at once; more are turned away with 503.
         pub max_viewers: usize,
         /// Frames (batches) queued per viewer before its events are dropped.
         pub viewer_queue: usize,
+        /// Bytes queued per viewer before its events are dropped (one frame
+        /// is always allowed, however large).
+        pub viewer_queue_bytes: usize,
+        /// How often each viewer is pinged.
+        pub ping_interval: Duration,
+        /// A viewer not heard from (not even a pong) for this long is
+        /// dropped and its slot freed.
+        pub viewer_timeout: Duration,
+        /// A request head must be complete this long after accept.
+        pub head_timeout: Duration,
+        /// Commands one viewer may send per second on average, and in a
+        /// burst; past that its socket is not read until it is back within.
+        pub commands_per_sec: u32,
+        pub command_burst: u32,
+        /// Serve https/wss with this certificate chain and key (PEM).
+        pub tls: Option<TlsFiles>,
+    }
+
+    impl ControlOptions {
+        /// `--token auto`: replace it with a fresh random token.
+        pub fn make_auto_token(&mut self) -> Result<(), String> {
+            if self.token.as_deref() == Some(AUTO_TOKEN) {
+                self.token = Some(super::token::generate()?);
+                self.token_generated = true;
+            }
+            Ok(())
+        }
+    }
+
+    /// The `--token` value that asks for a generated token.
+    pub const AUTO_TOKEN: &str = "auto";
+
+    /// `--tls-cert` and `--tls-key`.
+    #[derive(Clone, Debug)]
+    pub struct TlsFiles {
+        pub cert: PathBuf,
+        pub key: PathBuf,
     }
 
     impl ControlOptions {
@@ -65,25 +113,41 @@ mod native {
             ControlOptions {
                 addr: addr.into(),
                 token: None,
+                token_generated: false,
                 web_root: default_web_root(),
                 max_viewers: 32,
                 viewer_queue: 64,
+                viewer_queue_bytes: 4 << 20,
+                ping_interval: Duration::from_secs(5),
+                viewer_timeout: Duration::from_secs(30),
+                head_timeout: Duration::from_secs(10),
+                commands_per_sec: 2048,
+                command_burst: 2048,
+                tls: None,
             }
         }
     }
 
-    /// `dist/` in the working directory if it is there, else the one next to
-    /// the sources this binary was built from (a development checkout).
-    pub fn default_web_root() -> PathBuf {
-        let here = PathBuf::from("dist");
-        if here.join("index.html").is_file() {
-            return here;
+    /// The shipped web viewer: `dist/` next to the executable (an unpacked
+    /// release, or a `cargo install --root` tree with the viewer copied
+    /// beside the binary), else `share/muxscope/web` in the prefix the
+    /// executable is installed in. Only a directory holding `index.html`
+    /// counts; never the working directory, which may hold anything.
+    pub fn default_web_root() -> Option<PathBuf> {
+        let exe = std::env::current_exe().ok()?;
+        find_web_root(&exe)
+    }
+
+    /// [`default_web_root`] for an executable at `exe`.
+    pub fn find_web_root(exe: &std::path::Path) -> Option<PathBuf> {
+        let dir = exe.parent()?;
+        let mut candidates = vec![dir.join("dist")];
+        if let Some(prefix) = dir.parent() {
+            candidates.push(prefix.join("share").join("muxscope").join("web"));
         }
-        let built = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("dist");
-        if built.join("index.html").is_file() {
-            return built;
-        }
-        here
+        candidates
+            .into_iter()
+            .find(|c| c.join("index.html").is_file())
     }
 
     /// The address to bind: a bare port means loopback, so the endpoint is
@@ -103,22 +167,31 @@ mod native {
         }
     }
 
-    /// Refuse to expose the endpoint beyond this machine without a token:
-    /// whoever reaches it can kick clients and send them bytes.
+    /// Refuse to expose the endpoint beyond this machine without a token
+    /// long enough not to be guessed: whoever reaches it can kick clients
+    /// and send them bytes.
     pub fn check_exposure(addr: SocketAddr, token: Option<&str>) -> Result<(), String> {
         if token.is_some_and(|t| t.is_empty()) {
             return Err("the control token must not be empty".to_owned());
         }
-        if addr.ip().is_loopback() || token.is_some() {
+        if addr.ip().is_loopback() {
             return Ok(());
         }
-        Err(format!(
-            "refusing to serve the control endpoint on {addr} without a token: anyone who can \
-             reach that address could kick your clients and inject bytes. Add --token SECRET \
-             (or set MUXSCOPE_TOKEN) and open the viewer with ?token=SECRET, or bind \
-             127.0.0.1:{port} to stay on this machine.",
-            port = addr.port()
-        ))
+        match token {
+            Some(t) if t.chars().count() >= super::token::MIN_NETWORK_TOKEN => Ok(()),
+            Some(_) => Err(format!(
+                "refusing to serve the control endpoint on {addr} with a token shorter than {} \
+                 characters: it could be guessed. Use --token auto to have one made for you.",
+                super::token::MIN_NETWORK_TOKEN
+            )),
+            None => Err(format!(
+                "refusing to serve the control endpoint on {addr} without a token: anyone who can \
+                 reach that address could kick your clients and inject bytes. Add --token auto \
+                 (or --token SECRET, or set MUXSCOPE_TOKEN) and open the viewer with \
+                 ?token=SECRET, or bind 127.0.0.1:{port} to stay on this machine.",
+                port = addr.port()
+            )),
+        }
     }
 }
 
@@ -144,7 +217,28 @@ mod tests {
         assert!(check_exposure("[::1]:1".parse().unwrap(), None).is_ok());
         let err = check_exposure(any, None).unwrap_err();
         assert!(err.contains("--token"), "{err}");
-        assert!(check_exposure(any, Some("s3cret")).is_ok());
         assert!(check_exposure(lo, Some("")).is_err());
+        // Short tokens only on loopback.
+        assert!(check_exposure(lo, Some("s3cret")).is_ok());
+        let err = check_exposure(any, Some("s3cret")).unwrap_err();
+        assert!(err.contains("--token auto"), "{err}");
+        assert!(check_exposure(any, Some("0123456789abcdef")).is_ok());
+    }
+
+    #[test]
+    fn the_web_root_is_found_next_to_the_executable_only() {
+        let base = std::env::temp_dir().join(format!("muxscope-webroot-{}", std::process::id()));
+        let bin = base.join("bin");
+        std::fs::create_dir_all(bin.join("dist")).unwrap();
+        let exe = bin.join("muxscope");
+        // A dist/ without index.html is not a viewer.
+        assert_eq!(find_web_root(&exe), None);
+        let share = base.join("share/muxscope/web");
+        std::fs::create_dir_all(&share).unwrap();
+        std::fs::write(share.join("index.html"), "x").unwrap();
+        assert_eq!(find_web_root(&exe), Some(share));
+        std::fs::write(bin.join("dist/index.html"), "x").unwrap();
+        assert_eq!(find_web_root(&exe), Some(bin.join("dist")));
+        std::fs::remove_dir_all(&base).unwrap();
     }
 }

@@ -1,11 +1,12 @@
 //! One client as the engine holds it: its socket, queue, transcript and
-//! numbers. The read/write logic lives in the event loop, which owns the
-//! slab and the publisher that every step reports to.
+//! numbers. Moving its bytes is `conn_io`'s job; removing it is the event
+//! loop's alone.
 //!
 //! Kept small on purpose: with 10,000 idle clients this struct is most of
 //! the engine's memory, so the queue and transcript allocate on first use.
 
 use super::queue::ByteQueue;
+use super::read_gate::{ReadGate, StopReason};
 use super::transcript::Transcript;
 use crate::protocol::{ConnCounters, ConnDetail, ConnId, ConnState, EventCounts, Micros};
 use mio::net::TcpStream;
@@ -18,8 +19,11 @@ pub enum Phase {
     Open,
     /// The peer sent FIN; queued bytes are still being delivered.
     HalfClosed,
-    /// Kicked gracefully: flushing, then FIN.
-    Closing,
+    /// Kicked gracefully: flushing, then FIN, then waiting for the peer's,
+    /// until `deadline`, when the kick gives up and resets.
+    Closing {
+        deadline: Micros,
+    },
 }
 
 #[derive(Debug)]
@@ -35,17 +39,19 @@ pub struct Connection {
     pub transcript: Transcript,
     pub events: EventCounts,
     pub phase: Phase,
-    pub backpressure: bool,
-    pub read_paused: bool,
-    /// The peer sent FIN: reading is over for good.
-    pub read_eof: bool,
+    pub gate: ReadGate,
     /// We sent FIN after a graceful kick and only wait for the peer's.
     pub write_shut: bool,
+    /// mio reported read-closed: the peer's FIN is in (or ahead of) the
+    /// receive queue, and no later edge will announce it.
+    pub read_closed_seen: bool,
     /// Whether WRITABLE is part of the registered interest. Kept so that
     /// interest is changed only when the queue goes empty or non-empty.
     pub writable_interest: bool,
-    /// Already listed in the loop's dirty list for the next flush.
+    /// Counters changed since they were last sent.
     pub dirty: bool,
+    /// Listed in the loop's list of connections to report.
+    pub listed: bool,
 }
 
 impl Connection {
@@ -62,25 +68,20 @@ impl Connection {
             transcript: Transcript::default(),
             events: EventCounts::default(),
             phase: Phase::Open,
-            backpressure: false,
-            read_paused: false,
-            read_eof: false,
+            gate: ReadGate::default(),
             write_shut: false,
+            read_closed_seen: false,
             writable_interest: false,
             dirty: false,
+            listed: false,
         }
-    }
-
-    /// Whether the loop should read from the socket now.
-    pub fn wants_read(&self) -> bool {
-        !(self.read_eof || self.backpressure || self.read_paused)
     }
 
     pub fn state(&self) -> ConnState {
         match self.phase {
             Phase::Open => ConnState::Open,
             Phase::HalfClosed => ConnState::HalfClosed,
-            Phase::Closing => ConnState::Closing,
+            Phase::Closing { deadline } => ConnState::Closing { deadline },
         }
     }
 
@@ -95,8 +96,8 @@ impl Connection {
             queued_bytes: self.queue.len(),
             queued_msgs: self.queue.message_count(),
             queue_high_water: self.queue.high_water(),
-            backpressure: self.backpressure,
-            read_paused: self.read_paused,
+            backpressure: self.gate.holds(StopReason::Backpressure),
+            read_paused: self.gate.holds(StopReason::UserPause),
             events: self.events,
             last_activity: self.last_activity,
         }

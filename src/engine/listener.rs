@@ -3,7 +3,7 @@
 use mio::net::TcpListener;
 use socket2::{Domain, Socket, Type};
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// The kernel caps this at `net.core.somaxconn`; a deep backlog lets a burst
@@ -15,21 +15,15 @@ const BACKLOG: i32 = 4096;
 pub const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(25);
 pub const ACCEPT_BACKOFF_MAX: Duration = Duration::from_millis(500);
 
-/// Resolve `addr` and bind a non-blocking listener on it.
+/// Resolve `addr` and bind a non-blocking listener on it. This may block
+/// on name resolution: the engine thread binds through
+/// [`super::resolve::Resolver`] instead.
 pub fn bind(addr: &str) -> Result<TcpListener, String> {
-    let resolved: SocketAddr = addr
-        .to_socket_addrs()
-        .map_err(|e| {
-            format!("'{addr}' is not a listen address ({e}); use HOST:PORT, e.g. 127.0.0.1:8800")
-        })?
-        .next()
-        .ok_or_else(|| {
-            format!("'{addr}' resolves to no address; use HOST:PORT, e.g. 127.0.0.1:8800")
-        })?;
+    let resolved = super::resolve::resolve(addr)?;
     bind_addr(resolved).map_err(|e| describe_bind_error(&resolved, &e))
 }
 
-fn bind_addr(addr: SocketAddr) -> io::Result<TcpListener> {
+pub fn bind_addr(addr: SocketAddr) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     // Lets a restarted muxscope rebind while old connections sit in TIME_WAIT;
     // it does not allow two live listeners on one port.

@@ -4,12 +4,19 @@
 //! `mio::Waker` interrupts the poll) and hands [`Batch`]es of what it did to
 //! one consumer over a bounded channel that it never blocks on.
 
+mod accept;
+mod commands;
+mod conn_io;
 mod connection;
 mod event_loop;
 mod listener;
 mod memory;
 mod publish;
 mod queue;
+mod read_gate;
+mod resolve;
+mod stats;
+mod timers;
 mod transcript;
 
 pub use listener::describe_bind_error;
@@ -31,6 +38,56 @@ pub use crate::protocol::DEFAULT_LISTEN;
 /// hand-driven exchange; small enough that 10,000 busy clients stay in
 /// hundreds of megabytes, and the copy stays in cache.
 pub const DEFAULT_TRANSCRIPT_LIMIT: usize = 16 * 1024;
+
+/// Commands waiting for the engine at most. The loop drains them every
+/// iteration, so only a flood fills this; beyond it commands are refused
+/// rather than queued without bound.
+pub const COMMAND_CAPACITY: usize = 4096;
+
+/// Why a command did not reach the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommandError {
+    /// [`COMMAND_CAPACITY`] commands are already waiting.
+    Full,
+    /// The engine has stopped.
+    Stopped,
+}
+
+impl std::fmt::Display for CommandError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CommandError::Full => {
+                "the engine has too many commands waiting; the command was dropped, try again"
+            }
+            CommandError::Stopped => "the engine has stopped",
+        })
+    }
+}
+
+impl std::error::Error for CommandError {}
+
+/// A command the engine did not take, handed back so it need not be copied
+/// before trying (an inject may be a megabyte).
+#[derive(Debug)]
+pub struct Rejected {
+    pub why: CommandError,
+    pub command: Command,
+}
+
+fn try_send(commands: &Sender<Command>, waker: &Waker, cmd: Command) -> Result<(), Rejected> {
+    commands.try_send(cmd).map_err(|e| match e {
+        crossbeam_channel::TrySendError::Full(command) => Rejected {
+            why: CommandError::Full,
+            command,
+        },
+        crossbeam_channel::TrySendError::Disconnected(command) => Rejected {
+            why: CommandError::Stopped,
+            command,
+        },
+    })?;
+    let _ = waker.wake();
+    Ok(())
+}
 
 /// A graceful kick that has not finished by then resets the connection.
 pub const DEFAULT_KICK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -118,7 +175,7 @@ impl EngineHandle {
         }
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), event_loop::WAKER)?);
-        let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded();
+        let (cmd_tx, cmd_rx) = crossbeam_channel::bounded(COMMAND_CAPACITY);
         let (batch_tx, batch_rx) = crossbeam_channel::bounded(config.channel_capacity.max(1));
         let stop = Arc::new(AtomicBool::new(false));
 
@@ -142,6 +199,7 @@ impl EngineHandle {
             publish::Publisher::new(batch_tx, config.notify.clone(), config.flush_interval);
         let event_loop = event_loop::EventLoop::new(
             poll,
+            waker.clone(),
             cmd_rx,
             stop.clone(),
             publisher,
@@ -175,12 +233,15 @@ impl EngineHandle {
         }
     }
 
+    /// Send a command; one that cannot be delivered is logged and dropped.
     pub fn send(&self, cmd: Command) {
-        // The engine outlives every sender but the handle; a failed send can
-        // only happen after shutdown, when there is nothing left to steer.
-        if self.commands.send(cmd).is_ok() {
-            let _ = self.waker.wake();
+        if let Err(rejected) = self.try_send(cmd) {
+            log::warn!("command not delivered: {}", rejected.why);
         }
+    }
+
+    pub fn try_send(&self, cmd: Command) -> Result<(), Rejected> {
+        try_send(&self.commands, &self.waker, cmd)
     }
 
     pub fn batches(&self) -> &Receiver<Batch> {
@@ -249,9 +310,14 @@ impl std::fmt::Debug for Commander {
 }
 
 impl Commander {
+    /// Send a command; one that cannot be delivered is logged and dropped.
     pub fn send(&self, cmd: Command) {
-        if self.commands.send(cmd).is_ok() {
-            let _ = self.waker.wake();
+        if let Err(rejected) = self.try_send(cmd) {
+            log::warn!("command not delivered: {}", rejected.why);
         }
+    }
+
+    pub fn try_send(&self, cmd: Command) -> Result<(), Rejected> {
+        try_send(&self.commands, &self.waker, cmd)
     }
 }

@@ -7,8 +7,15 @@
 //! slow consumer learns exactly how much it missed. Counters, stats and
 //! inspector snapshots are latest-value data: they are kept (coalesced) and
 //! retried, so tables stay exact even when the event log has gaps.
+//!
+//! Convergence is a property, not a best effort: after anything was lost,
+//! the next batch that gets through *resynchronises* the consumer. It
+//! carries the counters of every open connection and their ids
+//! (`Batch::open_conns`), so a connection whose final counters had to be
+//! let go (more closed than [`MAX_HELD_FINALS`] while the consumer was
+//! stalled) still ends as closed in every view.
 
-use crate::protocol::{Batch, ConnCounters, ConnDetail, EngineStats, Event};
+use crate::protocol::{Batch, ConnCounters, ConnDetail, ConnId, EngineStats, Event};
 use crossbeam_channel::{Sender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,8 +26,9 @@ pub type Notify = Arc<dyn Fn() + Send + Sync>;
 /// Beyond this many events a batch is sent at once rather than at the next
 /// interval, which bounds the memory of one batch.
 pub const MAX_BATCH_EVENTS: usize = 8192;
-/// Final counters of closed connections kept while the consumer is behind.
-const MAX_HELD_COUNTERS: usize = 65_536;
+/// Final counters of closed connections kept while the consumer is behind;
+/// beyond it the oldest are let go and a resync covers them.
+pub const MAX_HELD_FINALS: usize = 4096;
 /// A live view at 30 Hz reads as smooth; waking a UI more often only costs
 /// frames (input still repaints at once).
 const NOTIFY_INTERVAL: Duration = Duration::from_millis(33);
@@ -38,6 +46,17 @@ pub struct Publisher {
     disconnected: bool,
     /// The pending stats are only a heartbeat.
     heartbeat_only: bool,
+    /// Something was lost since the consumer was last resynchronised.
+    resync_owed: bool,
+    events_total: u64,
+}
+
+/// The counters a flush sends, built only when the consumer has room.
+#[derive(Debug, Default)]
+pub struct CountersOut {
+    pub counters: Vec<ConnCounters>,
+    /// For a resync: the ids of every open connection.
+    pub open_conns: Option<Vec<ConnId>>,
 }
 
 impl Publisher {
@@ -55,22 +74,37 @@ impl Publisher {
             notify_owed: false,
             disconnected: false,
             heartbeat_only: false,
+            // The first batch tells the consumer what is open.
+            resync_owed: true,
+            events_total: 0,
         }
     }
 
     #[inline]
     pub fn event(&mut self, event: Event) {
+        self.events_total += 1;
         self.pending.events.push(event);
+    }
+
+    /// Every event reported so far, delivered or not.
+    pub fn events_total(&self) -> u64 {
+        self.events_total
+    }
+
+    /// Whether the next batch must resynchronise the consumer; until then
+    /// per-connection change tracking is moot.
+    pub fn resync_owed(&self) -> bool {
+        self.resync_owed
     }
 
     /// Final counters of a connection that is gone; kept until delivered.
     pub fn final_counters(&mut self, counters: ConnCounters) {
-        if self.pending.counters.len() >= MAX_HELD_COUNTERS {
-            // Drop the oldest half at once: shifting the whole vector per
-            // close would cost megabytes of copying per client while the
-            // consumer is stalled.
-            let oldest = self.pending.counters.drain(..MAX_HELD_COUNTERS / 2);
-            self.dropped_events += oldest.len() as u64;
+        if self.pending.counters.len() >= MAX_HELD_FINALS {
+            // Let the oldest half go at once (shifting the vector per close
+            // would cost a copy of it each time); the resync owed now tells
+            // the consumer they are closed.
+            self.pending.counters.drain(..MAX_HELD_FINALS / 2);
+            self.resync_owed = true;
         }
         self.pending.counters.push(counters);
     }
@@ -97,15 +131,15 @@ impl Publisher {
     /// Whether a flush is due at `now`, given that `dirty` connections have
     /// counters to report.
     pub fn due(&self, now: Instant, dirty: bool) -> bool {
-        let has_data = dirty || !self.pending.is_empty();
+        let has_data = dirty || self.resync_owed || !self.pending.is_empty();
         (has_data && now.duration_since(self.last_flush) >= self.flush_interval)
             || self.pending.events.len() >= MAX_BATCH_EVENTS
     }
 
     /// When the loop must wake up next for the publisher's sake.
     pub fn deadline(&self, dirty: bool) -> Option<Instant> {
-        let flush =
-            (dirty || !self.pending.is_empty()).then(|| self.last_flush + self.flush_interval);
+        let has_data = dirty || self.resync_owed || !self.pending.is_empty();
+        let flush = has_data.then(|| self.last_flush + self.flush_interval);
         let notify = self.notify_owed.then(|| self.last_notify + NOTIFY_INTERVAL);
         match (flush, notify) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -113,18 +147,30 @@ impl Publisher {
         }
     }
 
-    /// Send what is pending, with `live` counters of connections that
-    /// changed. Returns false if the consumer was behind; the caller must
-    /// then keep those connections marked dirty.
-    pub fn flush(&mut self, now: Instant, live: Vec<ConnCounters>) -> bool {
+    /// Send what is pending, with the counters `build` makes (told whether
+    /// to resynchronise). `build` runs only if the consumer has room, so a
+    /// stalled consumer costs no counter building. Returns whether the
+    /// batch was handed over (or nobody listens any more).
+    pub fn flush(&mut self, now: Instant, build: impl FnOnce(bool) -> CountersOut) -> bool {
         self.last_flush = now;
         if self.disconnected {
             self.pending.events.clear();
+            self.pending.counters.clear();
             return true;
         }
+        if self.tx.is_full() {
+            // The engine thread is the only sender: with room now, the
+            // send below cannot fail for lack of it.
+            self.dropped_events += self.pending.events.len() as u64;
+            self.pending.events.clear();
+            self.resync_owed = true;
+            return false;
+        }
+        let resync = self.resync_owed;
+        let out = build(resync);
         let mut batch = std::mem::take(&mut self.pending);
-        let held_counters = batch.counters.len();
-        batch.counters.extend(live);
+        batch.counters.extend(out.counters);
+        batch.open_conns = out.open_conns;
         if batch.is_empty() {
             self.pending = batch;
             return true;
@@ -140,6 +186,7 @@ impl Publisher {
         match self.tx.try_send(batch) {
             Ok(()) => {
                 self.heartbeat_only = false;
+                self.resync_owed &= !resync;
                 // The next batch will likely be as big: allocate once (but
                 // do not pin a burst's worth of memory while idle).
                 self.pending.events = Vec::with_capacity(sent_events.min(1024));
@@ -148,11 +195,13 @@ impl Publisher {
                 }
                 true
             }
-            Err(TrySendError::Full(mut batch)) => {
+            Err(TrySendError::Full(batch)) => {
+                // Unreachable while this thread is the only sender; if it
+                // ever happens, lose the events and resynchronise.
                 self.dropped_events += batch.events.len() as u64;
-                batch.events.clear();
-                batch.counters.truncate(held_counters);
-                self.pending = batch;
+                self.pending.stats = batch.stats;
+                self.pending.details = batch.details;
+                self.resync_owed = true;
                 false
             }
             Err(TrySendError::Disconnected(_)) => {
@@ -186,6 +235,10 @@ mod tests {
     use super::*;
     use crate::protocol::{EngineStats, EventKind, Mode};
 
+    fn none(_resync: bool) -> CountersOut {
+        CountersOut::default()
+    }
+
     fn ev(at: u64) -> Event {
         Event {
             at,
@@ -200,22 +253,66 @@ mod tests {
         let mut p = Publisher::new(tx, None, Duration::ZERO);
         let now = Instant::now();
         p.event(ev(1));
-        assert!(p.flush(now, vec![]));
+        assert!(p.flush(now, none));
         p.event(ev(2));
         p.event(ev(3));
-        assert!(!p.flush(now, vec![]), "channel is full");
+        assert!(!p.flush(now, none), "channel is full");
         assert_eq!(p.dropped_events(), 2);
         let first = rx.try_recv().unwrap();
         assert_eq!(first.events.len(), 1);
         assert_eq!(first.dropped_events, 0);
         p.event(ev(4));
-        assert!(p.flush(now, vec![]));
+        assert!(p.flush(now, none));
         let second = rx.try_recv().unwrap();
         assert_eq!(second.events, vec![ev(4)]);
         assert_eq!(
             second.dropped_events, 2,
             "the drop count reaches the consumer"
         );
+    }
+
+    #[test]
+    fn after_a_loss_the_next_batch_resynchronises_and_held_finals_are_bounded() {
+        use crate::protocol::{CloseReason, ConnState};
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let mut p = Publisher::new(tx, None, Duration::ZERO);
+        let now = Instant::now();
+        let resyncs = std::cell::Cell::new(0);
+        let build = |resync: bool| {
+            resyncs.set(resyncs.get() + resync as u32);
+            CountersOut {
+                counters: Vec::new(),
+                open_conns: resync.then(Vec::new),
+            }
+        };
+        assert!(p.flush(now, build), "the first batch goes out");
+        assert_eq!(resyncs.get(), 1, "and resynchronises");
+        assert!(rx.try_recv().unwrap().open_conns.is_some());
+
+        // The consumer stalls with a batch in hand while clients close.
+        p.event(ev(1));
+        assert!(p.flush(now, build));
+        let peer = "127.0.0.1:1".parse().unwrap();
+        for id in 0..(MAX_HELD_FINALS as u64 * 3) {
+            let mut last = ConnCounters::opened(crate::protocol::ConnId(id), peer, 0);
+            last.state = ConnState::Closed(CloseReason::PeerClosed);
+            p.final_counters(last);
+        }
+        p.event(ev(2));
+        assert!(!p.flush(now, build), "channel full");
+        assert_eq!(resyncs.get(), 1, "no counters are built for a full channel");
+        assert!(
+            p.pending.counters.len() <= MAX_HELD_FINALS,
+            "held finals are bounded"
+        );
+
+        rx.try_recv().unwrap();
+        assert!(p.flush(now, build));
+        assert_eq!(resyncs.get(), 2, "the batch after the loss resynchronises");
+        let batch = rx.try_recv().unwrap();
+        assert!(batch.open_conns.is_some());
+        assert_eq!(batch.dropped_events, 1);
+        assert!(!p.resync_owed());
     }
 
     fn stats() -> EngineStats {
@@ -251,7 +348,7 @@ mod tests {
         let later = |ms| Instant::now() + Duration::from_millis(ms);
 
         p.stats(stats(), true);
-        assert!(p.flush(later(100), vec![]));
+        assert!(p.flush(later(100), none));
         assert!(
             rx.try_recv().unwrap().stats.is_some(),
             "heartbeat delivered"
@@ -259,12 +356,12 @@ mod tests {
         assert_eq!(woken.load(Ordering::Relaxed), 0, "but nobody woken");
 
         p.stats(stats(), false);
-        assert!(p.flush(later(200), vec![]));
+        assert!(p.flush(later(200), none));
         assert_eq!(woken.load(Ordering::Relaxed), 1, "real news wakes");
 
         p.stats(stats(), true);
         p.event(ev(1));
-        assert!(p.flush(later(300), vec![]));
+        assert!(p.flush(later(300), none));
         assert_eq!(
             woken.load(Ordering::Relaxed),
             2,

@@ -8,11 +8,40 @@
 
 use crate::protocol::{Micros, Origin, QueuedMessage};
 use std::collections::VecDeque;
-use std::io::{self, Write};
+use std::io::{self, IoSlice, Write};
+use std::sync::Arc;
+
+/// Small messages are appended to the tail message (of the same origin) up
+/// to this size, so a client that writes one byte at a time, or a stream of
+/// one-byte injects, costs a byte per byte queued, not an allocation each.
+const COALESCE_MAX: usize = 64 * 1024;
+/// Injects up to this size are copied (and coalesced); larger ones share
+/// one buffer among all their targets.
+pub const COPY_INJECT_MAX: usize = 4 * 1024;
+/// Messages handed to one `writev`: enough to drain a queue of small
+/// messages in one system call.
+const WRITEV_SLICES: usize = 64;
+
+/// A message's bytes: its own, or a prefix of a buffer shared with the
+/// other targets of the same inject (one copy for 10,000 clients).
+#[derive(Debug)]
+enum Bytes {
+    Own(Vec<u8>),
+    Shared(Arc<[u8]>, usize),
+}
+
+impl Bytes {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Bytes::Own(v) => v,
+            Bytes::Shared(buf, len) => &buf[..*len],
+        }
+    }
+}
 
 #[derive(Debug)]
 struct Message {
-    bytes: Vec<u8>,
+    bytes: Bytes,
     queued_at: Micros,
     origin: Origin,
 }
@@ -33,6 +62,13 @@ struct Inner {
     high_water: u64,
 }
 
+impl Inner {
+    fn grew(&mut self, n: usize) {
+        self.len += n as u64;
+        self.high_water = self.high_water.max(self.len);
+    }
+}
+
 /// What one `write_to` call achieved.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Flush {
@@ -43,15 +79,48 @@ pub struct Flush {
 }
 
 impl ByteQueue {
-    pub fn push(&mut self, bytes: Vec<u8>, queued_at: Micros, origin: Origin) {
-        if bytes.is_empty() {
+    /// Queue a copy of `data`, appending it to the tail message when that
+    /// has the same origin and is still small.
+    pub fn push_copy(&mut self, data: &[u8], queued_at: Micros, origin: Origin) {
+        if data.is_empty() {
             return;
         }
         let q = self.inner.get_or_insert_with(Box::default);
-        q.len += bytes.len() as u64;
-        q.high_water = q.high_water.max(q.len);
+        q.grew(data.len());
+        if let Some(Message {
+            bytes: Bytes::Own(tail),
+            origin: tail_origin,
+            ..
+        }) = q.messages.back_mut()
+            && *tail_origin == origin
+            && tail.len() + data.len() <= COALESCE_MAX
+        {
+            tail.extend_from_slice(data);
+            return;
+        }
         q.messages.push_back(Message {
-            bytes,
+            bytes: Bytes::Own(data.to_vec()),
+            queued_at,
+            origin,
+        });
+    }
+
+    /// Queue the first `len` bytes of `shared` as one message.
+    pub fn push_shared(
+        &mut self,
+        shared: &Arc<[u8]>,
+        len: usize,
+        queued_at: Micros,
+        origin: Origin,
+    ) {
+        let len = len.min(shared.len());
+        if len == 0 {
+            return;
+        }
+        let q = self.inner.get_or_insert_with(Box::default);
+        q.grew(len);
+        q.messages.push_back(Message {
+            bytes: Bytes::Shared(shared.clone(), len),
             queued_at,
             origin,
         });
@@ -81,7 +150,7 @@ impl ByteQueue {
             .iter()
             .enumerate()
             .map(|(i, m)| QueuedMessage {
-                len: (m.bytes.len() - if i == 0 { q.front_offset } else { 0 }) as u32,
+                len: (m.bytes.as_slice().len() - if i == 0 { q.front_offset } else { 0 }) as u32,
                 queued_at: m.queued_at,
                 origin: m.origin,
             })
@@ -91,7 +160,9 @@ impl ByteQueue {
     /// Write queued bytes until the queue is empty or the writer would block.
     /// `on_write` sees every chunk the writer accepted, in order.
     ///
-    /// Partial writes advance within the front message; `Interrupted` is
+    /// Up to [`WRITEV_SLICES`] messages go out per `writev`, so a queue of
+    /// many small messages costs one system call, not one per message.
+    /// Partial writes advance within the messages; `Interrupted` is
     /// retried. Any other error is returned with the queue left consistent
     /// (what was written is gone, the rest stays).
     pub fn write_to<W: Write>(
@@ -103,9 +174,18 @@ impl ByteQueue {
         let Some(q) = &mut self.inner else {
             return Ok(flush);
         };
-        while let Some(front) = q.messages.front() {
-            let pending = &front.bytes[q.front_offset..];
-            match writer.write(pending) {
+        while !q.messages.is_empty() {
+            let result = {
+                let mut slices: [IoSlice<'_>; WRITEV_SLICES] = [IoSlice::new(&[]); WRITEV_SLICES];
+                let mut count = 0;
+                for (i, m) in q.messages.iter().take(WRITEV_SLICES).enumerate() {
+                    let skip = if i == 0 { q.front_offset } else { 0 };
+                    slices[i] = IoSlice::new(&m.bytes.as_slice()[skip..]);
+                    count += 1;
+                }
+                writer.write_vectored(&slices[..count])
+            };
+            match result {
                 Ok(0) => {
                     return Err(io::Error::new(
                         io::ErrorKind::WriteZero,
@@ -113,14 +193,21 @@ impl ByteQueue {
                     ));
                 }
                 Ok(n) => {
-                    on_write(&pending[..n]);
                     flush.written += n as u64;
                     flush.writes.push(n as u32);
                     q.len -= n as u64;
-                    q.front_offset += n;
-                    if q.front_offset == front.bytes.len() {
-                        q.messages.pop_front();
-                        q.front_offset = 0;
+                    let mut left = n;
+                    while left > 0 {
+                        let front = q.messages.front().expect("written bytes were queued");
+                        let pending = &front.bytes.as_slice()[q.front_offset..];
+                        let took = left.min(pending.len());
+                        on_write(&pending[..took]);
+                        left -= took;
+                        q.front_offset += took;
+                        if took == pending.len() {
+                            q.messages.pop_front();
+                            q.front_offset = 0;
+                        }
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -175,8 +262,8 @@ mod tests {
     #[test]
     fn partial_writes_keep_order_and_counts() {
         let mut q = ByteQueue::default();
-        q.push(b"hello ".to_vec(), 1, Origin::Echo);
-        q.push(b"world".to_vec(), 2, Origin::Inject);
+        q.push_copy(b"hello ", 1, Origin::Echo);
+        q.push_shared(&Arc::from(&b"world!"[..]), 5, 2, Origin::Inject);
         assert_eq!((q.len(), q.message_count(), q.high_water()), (11, 2, 11));
 
         let mut w = Trickle {
@@ -209,7 +296,56 @@ mod tests {
     #[test]
     fn empty_pushes_are_ignored() {
         let mut q = ByteQueue::default();
-        q.push(vec![], 0, Origin::Echo);
+        q.push_copy(&[], 0, Origin::Echo);
+        q.push_shared(&Arc::from(&b"x"[..]), 0, 0, Origin::Inject);
         assert_eq!(q.message_count(), 0);
+    }
+
+    #[test]
+    fn byte_sized_echoes_share_one_message() {
+        let mut q = ByteQueue::default();
+        for i in 0..10_000u32 {
+            q.push_copy(&[i as u8], i as u64, Origin::Echo);
+        }
+        assert_eq!((q.len(), q.message_count()), (10_000, 1));
+        assert_eq!(q.snapshot()[0].queued_at, 0, "the age of its oldest byte");
+        // An inject in between starts a new message, as does a full tail.
+        q.push_shared(&Arc::from(&b"!"[..]), 1, 1, Origin::Inject);
+        q.push_copy(&vec![0; COALESCE_MAX], 2, Origin::Echo);
+        q.push_copy(b"x", 3, Origin::Echo);
+        assert_eq!(q.message_count(), 4);
+    }
+
+    #[test]
+    fn many_small_messages_go_out_in_one_writev() {
+        struct Counting(Vec<u8>, usize);
+        impl Write for Counting {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                self.write_vectored(&[IoSlice::new(buf)])
+            }
+            fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+                self.1 += 1;
+                let before = self.0.len();
+                for b in bufs {
+                    self.0.extend_from_slice(b);
+                }
+                Ok(self.0.len() - before)
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let shared: Arc<[u8]> = Arc::from(&b"abc"[..]);
+        let mut q = ByteQueue::default();
+        for i in 0..50 {
+            q.push_shared(&shared, 1 + i % 3, i as u64, Origin::Inject);
+        }
+        let mut w = Counting(Vec::new(), 0);
+        let mut seen = Vec::new();
+        let f = q.write_to(&mut w, |b| seen.extend_from_slice(b)).unwrap();
+        assert_eq!(w.1, 1, "one system call for 50 messages");
+        assert_eq!(f.written, w.0.len() as u64);
+        assert_eq!(seen, w.0);
+        assert!(q.is_empty());
     }
 }

@@ -9,9 +9,12 @@
 use crate::protocol::{Direction, Micros, TranscriptChunk};
 use std::collections::VecDeque;
 
-/// Bounds the index, whose entries are tiny but would otherwise grow with
-/// one-byte exchanges.
-const MAX_SEGMENTS: usize = 8192;
+/// Held bytes per index entry, at least: the index is bounded by the bytes
+/// it indexes (an entry is 24 bytes, so it stays under the size of the
+/// rings), however small the reads and writes are.
+const BYTES_PER_SEGMENT: usize = 32;
+/// Entries every transcript may keep, however small its limit.
+const MIN_SEGMENTS: usize = 16;
 
 /// The last `limit` bytes of one direction. The buffer grows with use up
 /// to `limit` and then overwrites its oldest bytes in place: two `memcpy`s
@@ -102,7 +105,7 @@ impl Rings {
 
     /// Add a segment, merging it into the last one when it continues it
     /// (same direction, same ring, same poll iteration, contiguous).
-    fn index(&mut self, seg: Segment) {
+    fn index(&mut self, seg: Segment, limit: usize) {
         // Forget entries whose bytes have all fallen out of their ring;
         // otherwise the index, not the bytes, dominates memory.
         while let Some(front) = self.segments.front() {
@@ -119,7 +122,9 @@ impl Rings {
             last.len += seg.len;
             return;
         }
-        if self.segments.len() == MAX_SEGMENTS {
+        // Both directions hold up to `limit` bytes each.
+        let max_segments = (2 * limit / BYTES_PER_SEGMENT).max(MIN_SEGMENTS);
+        while self.segments.len() >= max_segments {
             self.segments.pop_front();
         }
         self.segments.push_back(seg);
@@ -153,39 +158,45 @@ impl Transcript {
         };
         ring.push(data, limit);
         let end = ring.total;
-        rings.index(Segment {
-            at,
-            dir,
-            src: dir,
-            end,
-            len: data.len() as u32,
-        });
+        rings.index(
+            Segment {
+                at,
+                dir,
+                src: dir,
+                end,
+                len: data.len() as u32,
+            },
+            limit,
+        );
     }
 
-    /// Bytes received so far, as offsets in the rx ring: the bytes of the
-    /// latest `record(.., Rx, data)` end here.
-    pub fn rx_end(&self) -> u64 {
-        self.rings.as_ref().map_or(0, |r| r.rx.total)
-    }
-
-    /// Record `len` bytes sent that are the received bytes ending at
-    /// `rx_end` (an echo straight from the read buffer), without copying
-    /// them a second time.
-    pub fn record_echo(&mut self, limit: usize, at: Micros, rx_end: u64, len: usize) {
+    /// Record `len` bytes sent that are received bytes just recorded (an
+    /// echo straight from the read buffer), without copying them a second
+    /// time: they end `unsent` bytes before the end of the latest received
+    /// ones.
+    pub fn record_echo(&mut self, limit: usize, at: Micros, unsent: usize, len: usize) {
         if limit == 0 || len == 0 {
             return;
         }
         let Some(rings) = &mut self.rings else {
             return;
         };
+        // The bytes were recorded as received just before, so `unsent`
+        // is within what the rx ring counted.
+        let Some(end) = rings.rx.total.checked_sub(unsent as u64) else {
+            return;
+        };
         rings.moved_tx += len as u64;
-        rings.index(Segment {
-            at,
-            dir: Direction::Tx,
-            src: Direction::Rx,
-            end: rx_end,
-            len: len as u32,
-        });
+        rings.index(
+            Segment {
+                at,
+                dir: Direction::Tx,
+                src: Direction::Rx,
+                end,
+                len: len as u32,
+            },
+            limit,
+        );
     }
 
     /// Bytes that fell out of the rings, per direction (rx, tx).
@@ -304,10 +315,9 @@ mod tests {
     fn echoes_are_referenced_not_copied() {
         let mut t = Transcript::default();
         t.record(64, 1, Direction::Rx, b"hello world");
-        let end = t.rx_end();
         // The socket took the first 5 bytes, then the rest.
-        t.record_echo(64, 1, end - 11 + 5, 5);
-        t.record_echo(64, 1, end, 6);
+        t.record_echo(64, 1, 6, 5);
+        t.record_echo(64, 1, 0, 6);
         assert_eq!(
             text(&t.snapshot()),
             vec![
@@ -344,6 +354,36 @@ mod tests {
         fn concat_text(&self) -> String {
             self.iter().map(|(_, s)| s.as_str()).collect()
         }
+    }
+
+    #[test]
+    fn index_is_bounded_by_the_bytes_it_indexes() {
+        let mut t = Transcript::default();
+        let limit = 1024;
+        for i in 0..100_000u64 {
+            // One-byte exchanges in alternating directions never merge.
+            let dir = if i % 2 == 0 {
+                Direction::Rx
+            } else {
+                Direction::Tx
+            };
+            t.record(limit, i, dir, b"x");
+        }
+        let segments = t.rings.as_ref().unwrap().segments.len();
+        let index_bytes = segments * std::mem::size_of::<Segment>();
+        assert!(
+            index_bytes <= 2 * limit,
+            "{segments} segments ({index_bytes} B) index at most {} B",
+            2 * limit
+        );
+    }
+
+    #[test]
+    fn disabled_transcript_ignores_echoes() {
+        let mut t = Transcript::default();
+        t.record(0, 1, Direction::Rx, b"abc");
+        t.record_echo(0, 1, 2, 1);
+        assert!(t.snapshot().is_empty());
     }
 
     #[test]

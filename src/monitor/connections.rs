@@ -74,8 +74,8 @@ impl Default for Sort {
 /// The state label to draw: [`state_label`], with the countdown of a
 /// running graceful kick (`now` is the engine's clock).
 pub fn state_label_at(c: &ConnCounters, now: Micros) -> String {
-    match (&c.state, c.kick_deadline) {
-        (ConnState::Closing, Some(deadline)) => format!(
+    match c.state {
+        ConnState::Closing { deadline } => format!(
             "closing (reset in {})",
             crate::format::duration_micros(deadline.saturating_sub(now))
         ),
@@ -88,7 +88,7 @@ pub fn state_label_at(c: &ConnCounters, now: Micros) -> String {
 pub fn state_label(c: &ConnCounters) -> String {
     match &c.state {
         ConnState::Closed(reason) => format!("closed: {reason}"),
-        ConnState::Closing => "closing".into(),
+        ConnState::Closing { .. } => "closing".into(),
         ConnState::HalfClosed => "half-closed".into(),
         ConnState::Open if c.backpressure => "paused (backpressure)".into(),
         ConnState::Open if c.read_paused => "paused (by you)".into(),
@@ -169,7 +169,6 @@ impl ConnectionTable {
         for id in gone {
             let mut row = self.rows[&id].clone();
             row.state = ConnState::Closed(crate::protocol::CloseReason::Missed);
-            row.kick_deadline = None;
             row.queued_bytes = 0;
             row.queued_msgs = 0;
             row.last_activity = row.last_activity.max(now);

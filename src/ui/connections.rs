@@ -220,9 +220,10 @@ fn cell(ui: &mut Ui, c: &ConnCounters, col: Column, now: u64) {
         Column::Peer => c.peer.to_string(),
         Column::State => {
             let label = state_label_at(c, now);
-            if c.kick_deadline.is_some() {
+            if let ConnState::Closing { .. } = c.state {
                 // The countdown of a graceful kick moves without new data.
-                ui.ctx().request_repaint_after(std::time::Duration::from_millis(100));
+                ui.ctx()
+                    .request_repaint_after(std::time::Duration::from_millis(100));
             }
             let color = match &c.state {
                 ConnState::Open if c.backpressure || c.read_paused => Some(super::warn_color(ui)),

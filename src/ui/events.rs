@@ -3,10 +3,13 @@
 
 use super::{PaneCtx, engine_time};
 use crate::monitor::EventFilter;
+use crate::protocol::ConnId;
 use crate::protocol::{Event, EventKind, KIND_NAMES};
-use egui::{Align, Layout, RichText, Ui};
+use egui::containers::menu::{MenuButton, MenuConfig};
+use egui::{Align, Layout, PopupCloseBehavior, RichText, Ui};
 use egui_extras::{Column, TableBuilder};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 
 const ROW_HEIGHT: f32 = 18.0;
 
@@ -16,6 +19,9 @@ pub struct EventsPane {
     pub filter: EventFilter,
     /// Narrow to the selected connections as the selection changes.
     pub follow_selection: bool,
+    /// Connections picked with "Show only these events", offered as a
+    /// scope of their own until dismissed.
+    pub pinned: BTreeSet<ConnId>,
     /// A frozen copy of the view while paused, so rows do not shift.
     #[serde(skip)]
     paused: Option<PausedView>,
@@ -34,7 +40,8 @@ impl EventsPane {
 
     pub fn ui(&mut self, ui: &mut Ui, ctx: &mut PaneCtx) {
         if let Some(ids) = ctx.focus_events_on.take() {
-            self.filter.conns = ids.into_iter().collect();
+            self.pinned = ids.into_iter().collect();
+            self.filter.conns = self.pinned.clone();
             self.follow_selection = false;
         }
         if self.follow_selection && self.filter.conns != ctx.selection.conns {
@@ -62,19 +69,11 @@ impl EventsPane {
                     }),
                 };
             }
-            ui.checkbox(&mut self.follow_selection, "Only selected connections");
-            if !self.filter.conns.is_empty() && !self.follow_selection {
-                let ids: Vec<String> = self.filter.conns.iter().map(|c| c.to_string()).collect();
-                ui.label(RichText::new(format!("only {}", ids.join(" "))).strong());
-                if ui
-                    .small_button("✖")
-                    .on_hover_text("Show all connections")
-                    .clicked()
-                {
-                    self.filter.conns.clear();
-                }
-            }
-            ui.menu_button("Kinds", |ui| {
+            self.scope_ui(ui, ctx.selection.conns.len());
+            // Stays open while kinds are toggled; a click outside closes it.
+            let kinds = MenuButton::new("Kinds")
+                .config(MenuConfig::new().close_behavior(PopupCloseBehavior::CloseOnClickOutside));
+            kinds.ui(ui, |ui| {
                 if ui.button("Show all").clicked() {
                     self.filter.hidden_kinds.clear();
                 }
@@ -156,6 +155,57 @@ impl EventsPane {
                     });
                 });
             });
+    }
+}
+
+impl EventsPane {
+    /// The one connection filter: all, the selection (followed as it
+    /// changes), or a pinned set.
+    fn scope_ui(&mut self, ui: &mut Ui, selected: usize) {
+        #[derive(PartialEq, Clone, Copy)]
+        enum Scope {
+            All,
+            Selected,
+            Pinned,
+        }
+        let current = if self.follow_selection {
+            Scope::Selected
+        } else if !self.filter.conns.is_empty() {
+            Scope::Pinned
+        } else {
+            Scope::All
+        };
+        let mut scope = current;
+        ui.label("Connections");
+        ui.selectable_value(&mut scope, Scope::All, "all");
+        ui.selectable_value(
+            &mut scope,
+            Scope::Selected,
+            format!("selected rows ({selected})"),
+        )
+        .on_hover_text("Follow the selection in the Connections pane");
+        let mut unpin = false;
+        if !self.pinned.is_empty() {
+            let ids: Vec<String> = self.pinned.iter().map(|c| c.to_string()).collect();
+            ui.selectable_value(&mut scope, Scope::Pinned, format!("only {}", ids.join(" ")));
+            unpin = ui
+                .small_button("✖")
+                .on_hover_text("Forget this set of connections")
+                .clicked();
+        }
+        if unpin {
+            self.pinned.clear();
+            if scope == Scope::Pinned {
+                scope = Scope::All;
+            }
+        }
+        if scope != current || unpin {
+            self.follow_selection = scope == Scope::Selected;
+            self.filter.conns = match scope {
+                Scope::Pinned => self.pinned.clone(),
+                Scope::Selected | Scope::All => BTreeSet::new(),
+            };
+        }
     }
 }
 

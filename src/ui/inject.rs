@@ -23,11 +23,55 @@ pub struct SavedMessage {
     pub text: String,
     pub format: InputFormat,
     pub ending: LineEnding,
+    /// In the history: to whom and when it was last sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent: Option<Sent>,
+}
+
+/// Where and when a message from the history went.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sent {
+    /// `all clients`, or the connection ids, e.g. `#3, #5`.
+    pub to: String,
+    /// Wall-clock time, milliseconds since the Unix epoch.
+    pub at_unix_ms: u64,
 }
 
 impl SavedMessage {
     pub fn bytes(&self) -> Result<Vec<u8>, payload::PayloadError> {
         payload::parse(&self.text, self.format, self.ending)
+    }
+
+    /// The same message, wherever and whenever it went.
+    fn same_message(&self, other: &SavedMessage) -> bool {
+        (&self.text, self.format, self.ending) == (&other.text, other.format, other.ending)
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+fn unix_ms_now() -> u64 {
+    web_time::SystemTime::now()
+        .duration_since(web_time::SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// At most this many ids are named in a history entry.
+const NAMED_TARGETS: usize = 4;
+
+fn describe_targets(targets: &Targets) -> String {
+    match targets {
+        Targets::All => "all clients".to_owned(),
+        Targets::Conns(ids) => {
+            let mut names: Vec<String> = ids
+                .iter()
+                .take(NAMED_TARGETS)
+                .map(|id| id.to_string())
+                .collect();
+            if ids.len() > NAMED_TARGETS {
+                names.push(format!("+{} more", ids.len() - NAMED_TARGETS));
+            }
+            names.join(", ")
+        }
     }
 }
 
@@ -49,6 +93,7 @@ impl InjectPane {
             text: self.text.clone(),
             format: self.format,
             ending: self.ending,
+            sent: None,
         }
     }
 
@@ -123,7 +168,10 @@ impl InjectPane {
                 .button("☆ Save")
                 .on_hover_text("Keep this message in the favourites")
                 .clicked()
-                && !self.favourites.contains(&self.current())
+                && !self
+                    .favourites
+                    .iter()
+                    .any(|f| f.same_message(&self.current()))
             {
                 self.favourites.push(self.current());
             }
@@ -133,9 +181,15 @@ impl InjectPane {
                 InjectTarget::All => Targets::All,
                 InjectTarget::Selected => Targets::Conns(selected),
             };
+            let entry = SavedMessage {
+                sent: Some(Sent {
+                    to: describe_targets(&targets),
+                    at_unix_ms: unix_ms_now(),
+                }),
+                ..self.current()
+            };
             ctx.commands.push(Command::Inject { targets, bytes });
-            let entry = self.current();
-            self.history.retain(|h| h != &entry);
+            self.history.retain(|h| !h.same_message(&entry));
             self.history.push(entry);
             if self.history.len() > MAX_HISTORY {
                 self.history.remove(0);
@@ -174,9 +228,19 @@ impl InjectPane {
                 if self.history.is_empty() {
                     ui.label(RichText::new("nothing sent yet").weak());
                 }
+                let now = unix_ms_now();
                 for m in self.history.iter().rev() {
+                    let mut label = entry_label(m);
+                    if let Some(sent) = &m.sent {
+                        let ago = now.saturating_sub(sent.at_unix_ms).saturating_mul(1000);
+                        label.push_str(&format!(
+                            "  to {} · {} ago",
+                            sent.to,
+                            crate::format::duration_micros(ago)
+                        ));
+                    }
                     if ui
-                        .button(entry_label(m))
+                        .button(label)
                         .on_hover_text("Load into the editor")
                         .clicked()
                     {
@@ -193,10 +257,50 @@ impl InjectPane {
     }
 }
 
+/// What a saved message sends, as bytes shown unambiguously, and how it
+/// was written: `[hex] \xde\xad\xbe\xef`, `[text + CRLF] PING\r\n`.
 fn entry_label(m: &SavedMessage) -> String {
     let preview = match m.bytes() {
         Ok(b) => payload::preview(&b, 48),
-        Err(_) => m.text.chars().take(48).collect(),
+        Err(_) => payload::preview(m.text.as_bytes(), 48),
     };
-    format!("[{} {}] {preview}", m.format.label(), m.ending.label())
+    let how = match m.ending {
+        LineEnding::None => m.format.label().to_lowercase(),
+        e => format!("{} + {}", m.format.label().to_lowercase(), e.label()),
+    };
+    format!("[{how}] {preview}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::ConnId;
+
+    #[test]
+    fn chips_show_the_bytes_and_how_they_were_written() {
+        let hex = SavedMessage {
+            text: "de ad be ef".into(),
+            format: InputFormat::Hex,
+            ending: LineEnding::None,
+            sent: None,
+        };
+        assert_eq!(entry_label(&hex), r"[hex] \xde\xad\xbe\xef");
+        let ping = SavedMessage {
+            text: "PING".into(),
+            format: InputFormat::Text,
+            ending: LineEnding::CrLf,
+            sent: None,
+        };
+        assert_eq!(entry_label(&ping), r"[text + CRLF] PING\r\n");
+    }
+
+    #[test]
+    fn targets_are_named_briefly() {
+        assert_eq!(describe_targets(&Targets::All), "all clients");
+        let ids = (1..=6).map(ConnId).collect();
+        assert_eq!(
+            describe_targets(&Targets::Conns(ids)),
+            "#1, #2, #3, #4, +2 more"
+        );
+    }
 }

@@ -18,8 +18,11 @@ const REFRESH: Duration = Duration::from_millis(250);
 
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TranscriptView {
+    /// Printable ASCII, everything else escaped: safe for any bytes.
     #[default]
     Text,
+    /// Valid UTF-8 decoded, with whatever could mislead made visible.
+    Utf8,
     Hex,
 }
 
@@ -83,9 +86,8 @@ impl InspectorPane {
             ui.heading(format!("{id}"));
             ui.label(counters.peer.to_string());
             ui.label(RichText::new(state_label_at(&counters, now)).strong());
-            if counters.kick_deadline.is_some() {
-                ui.ctx()
-                    .request_repaint_after(Duration::from_millis(100));
+            if let ConnState::Closing { .. } = counters.state {
+                ui.ctx().request_repaint_after(Duration::from_millis(100));
             }
         });
         ui.horizontal_wrapped(|ui| {
@@ -173,7 +175,13 @@ impl InspectorPane {
 
         ui.horizontal(|ui| {
             ui.label("Transcript");
-            ui.selectable_value(&mut self.view, TranscriptView::Text, "Text");
+            ui.selectable_value(&mut self.view, TranscriptView::Text, "Text")
+                .on_hover_text("Printable ASCII; every other byte as \\xNN");
+            ui.selectable_value(&mut self.view, TranscriptView::Utf8, "UTF-8")
+                .on_hover_text(
+                    "Valid UTF-8 decoded; bidi controls, right-to-left letters and invisible \
+                 characters shown as \\u{…}",
+                );
             ui.selectable_value(&mut self.view, TranscriptView::Hex, "Hex");
             ui.label(
                 RichText::new("← received")
@@ -212,7 +220,7 @@ impl InspectorPane {
         };
         // A hex dump's columns only line up unwrapped; text wraps to fit.
         let wrap = match self.view {
-            TranscriptView::Text => egui::TextWrapMode::Wrap,
+            TranscriptView::Text | TranscriptView::Utf8 => egui::TextWrapMode::Wrap,
             TranscriptView::Hex => egui::TextWrapMode::Extend,
         };
         egui::ScrollArea::both()
@@ -244,8 +252,12 @@ fn transcript_job(ui: &Ui, detail: &ConnDetail, view: TranscriptView) -> LayoutJ
             TextFormat::simple(mono.clone(), weak),
         );
         let body = match view {
-            TranscriptView::Text => {
-                let mut t = payload::to_escaped_text(&chunk.bytes);
+            TranscriptView::Text | TranscriptView::Utf8 => {
+                let mut t = if view == TranscriptView::Text {
+                    payload::to_escaped_text(&chunk.bytes)
+                } else {
+                    payload::to_utf8_text(&chunk.bytes)
+                };
                 if !t.ends_with('\n') {
                     t.push('\n');
                 }

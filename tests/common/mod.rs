@@ -1,8 +1,10 @@
 //! Shared helpers for the engine's integration tests.
 //!
 //! - [`Harness`] runs an in-process engine and drains its batches in a
-//!   background thread into a [`Model`], so the engine never drops events
-//!   because a test forgot to read, and tests can wait for conditions.
+//!   background thread into a [`Model`] (and, if asked, a viewer's
+//!   [`Monitor`]), so the engine never drops events because a test forgot to
+//!   read, and tests can wait for conditions. A test can stall the drain to
+//!   play a consumer that falls behind.
 //! - [`client`] and friends make `std::net::TcpStream` clients with timeouts,
 //!   so an engine bug fails a test instead of hanging it.
 //! - [`Server`] runs the headless binary as a subprocess and reads its
@@ -13,6 +15,7 @@
 #![allow(dead_code)]
 
 use muxscope::engine::{EngineConfig, EngineHandle};
+use muxscope::monitor::Monitor;
 use muxscope::protocol::{
     Batch, CloseReason, Command, ConnCounters, ConnDetail, ConnId, ConnState, EngineStats, Event,
     EventKind,
@@ -53,10 +56,18 @@ pub struct Model {
     pub dropped_events: u64,
     /// Problems the drain thread saw in the stream itself.
     pub violations: Vec<String>,
+    /// A viewer's model fed with every batch, if the harness was asked for
+    /// one ([`Harness::start_with_monitor`]).
+    pub monitor: Option<Monitor>,
+    /// The batch channel disconnected: the engine thread has ended.
+    pub engine_gone: bool,
 }
 
 impl Model {
     fn absorb(&mut self, batch: Batch, keep_events: bool) {
+        if let Some(monitor) = &mut self.monitor {
+            monitor.absorb(batch.clone());
+        }
         self.batches += 1;
         if batch.seq <= self.last_seq {
             self.violations
@@ -68,6 +79,22 @@ impl Model {
                 "dropped_events went down from {} to {}",
                 self.dropped_events, batch.dropped_events
             ));
+        }
+        // After any loss, the first batch that gets through resynchronises
+        // its consumer with the list of open connections.
+        if batch.dropped_events > self.dropped_events && batch.open_conns.is_none() {
+            self.violations.push(format!(
+                "batch {} follows a loss ({} events dropped in all) but has no open_conns",
+                batch.seq, batch.dropped_events
+            ));
+        }
+        if let Some(open) = &batch.open_conns {
+            for id in open.iter().filter(|id| self.closed.contains_key(id)) {
+                self.violations.push(format!(
+                    "batch {} lists {id} as open after it closed",
+                    batch.seq
+                ));
+            }
         }
         self.dropped_events = batch.dropped_events;
         self.events_received += batch.events.len() as u64;
@@ -125,6 +152,9 @@ impl Model {
 struct Shared {
     model: Mutex<Model>,
     changed: Condvar,
+    /// While set, the drain thread takes no batches.
+    stalled: Mutex<bool>,
+    unstalled: Condvar,
 }
 
 /// An in-process engine whose batches are drained into a [`Model`].
@@ -139,16 +169,22 @@ impl Harness {
     /// Start an engine on `127.0.0.1:0` with `config` (its `listen` is
     /// replaced), keeping every event.
     pub fn start(config: EngineConfig) -> Harness {
-        Self::start_with(config, true)
+        Self::start_with(config, true, false)
+    }
+
+    /// Like [`Harness::start`], and also feed every batch to a viewer's
+    /// [`Monitor`] (`Model::monitor`).
+    pub fn start_with_monitor(config: EngineConfig) -> Harness {
+        Self::start_with(config, true, true)
     }
 
     /// Like [`Harness::start`] but without keeping the event list, for tests
     /// that generate millions of events; the maps are still kept.
     pub fn start_without_event_log(config: EngineConfig) -> Harness {
-        Self::start_with(config, false)
+        Self::start_with(config, false, false)
     }
 
-    fn start_with(config: EngineConfig, keep_events: bool) -> Harness {
+    fn start_with(config: EngineConfig, keep_events: bool, monitor: bool) -> Harness {
         let engine = EngineHandle::spawn(EngineConfig {
             listen: Some("127.0.0.1:0".into()),
             ..config
@@ -156,8 +192,13 @@ impl Harness {
         .expect("engine starts");
         let addr = engine.local_addr().expect("engine listens on 127.0.0.1:0");
         let shared = Arc::new(Shared {
-            model: Mutex::new(Model::default()),
+            model: Mutex::new(Model {
+                monitor: monitor.then(Monitor::default),
+                ..Model::default()
+            }),
             changed: Condvar::new(),
+            stalled: Mutex::new(false),
+            unstalled: Condvar::new(),
         });
         let rx = engine.batches().clone();
         let drain_shared = shared.clone();
@@ -165,12 +206,25 @@ impl Harness {
         let drain = std::thread::Builder::new()
             .name("test-drain".into())
             .spawn(move || {
-                while let Ok(batch) = rx.recv() {
+                loop {
+                    let mut stalled = drain_shared.stalled.lock().unwrap();
+                    while *stalled {
+                        stalled = drain_shared.unstalled.wait(stalled).unwrap();
+                    }
+                    drop(stalled);
+                    // Bounded, so that a stall takes effect within 50 ms.
+                    let batch = match rx.recv_timeout(Duration::from_millis(50)) {
+                        Ok(batch) => batch,
+                        Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
+                        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+                    };
                     let mut model = drain_shared.model.lock().unwrap();
                     model.absorb(batch, keep_events);
                     drop(model);
                     drain_shared.changed.notify_all();
                 }
+                drain_shared.model.lock().unwrap().engine_gone = true;
+                drain_shared.changed.notify_all();
             })
             .expect("drain thread starts");
         Harness {
@@ -185,8 +239,42 @@ impl Harness {
         self.engine.as_ref().expect("engine is running")
     }
 
+    /// Send a command; a test fails if the engine refuses it (its command
+    /// channel is full), rather than lose it silently.
     pub fn send(&self, cmd: Command) {
-        self.engine().send(cmd);
+        if let Err(e) = self.engine().try_send(cmd) {
+            panic!("command not delivered: {}", e.why);
+        }
+    }
+
+    /// If the engine thread has died, why (its panic message).
+    pub fn failure(&mut self) -> Option<String> {
+        self.engine.as_mut()?.failure()
+    }
+
+    /// Fail the test if the engine thread has died.
+    pub fn assert_engine_alive(&mut self) {
+        if let Some(why) = self.failure() {
+            panic!("{why}");
+        }
+    }
+
+    /// Stop taking batches, as a consumer that fell behind (at most one
+    /// more batch is taken after this returns).
+    pub fn stall_consumer(&self) {
+        *self.shared.stalled.lock().unwrap() = true;
+    }
+
+    /// Take batches again.
+    pub fn resume_consumer(&self) {
+        *self.shared.stalled.lock().unwrap() = false;
+        self.shared.unstalled.notify_all();
+    }
+
+    /// Run `f` on the viewer's [`Monitor`]; the harness must have been
+    /// started with [`Harness::start_with_monitor`].
+    pub fn with_monitor<R>(&self, f: impl FnOnce(&Monitor) -> R) -> R {
+        self.with(|m| f(m.monitor.as_ref().expect("harness started with a monitor")))
     }
 
     /// Run `f` on the model as it is now.
@@ -195,7 +283,8 @@ impl Harness {
     }
 
     /// Wait until `f` returns `Some`, re-checking after every batch, for at
-    /// most `timeout`. `None` if it never did.
+    /// most `timeout`. `None` if it never did, at once if the engine thread
+    /// has ended.
     pub fn wait_until<R>(
         &self,
         timeout: Duration,
@@ -208,7 +297,7 @@ impl Harness {
                 return Some(r);
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            if left.is_zero() || model.engine_gone {
                 return None;
             }
             // Bounded wait; a batch wakes us earlier.
@@ -226,13 +315,28 @@ impl Harness {
     pub fn wait_for<R>(&self, what: &str, f: impl FnMut(&Model) -> Option<R>) -> R {
         match self.wait_until(STEP, f) {
             Some(r) => r,
-            None => panic!("timed out after {STEP:?} waiting for {what}"),
+            None => panic!("{} waiting for {what}", self.why_no_answer()),
+        }
+    }
+
+    /// Why a wait ended without an answer.
+    fn why_no_answer(&self) -> String {
+        if self.with(|m| m.engine_gone) && self.engine.is_some() {
+            "the engine thread died (its panic is printed above)".to_owned()
+        } else {
+            format!("timed out after {STEP:?}")
         }
     }
 
     /// Connect a [`client`] and learn its id from its `Accepted` event.
     pub fn connect(&self) -> (TcpStream, ConnId) {
         self.connect_with(client)
+    }
+
+    /// Connect a [`client`] to `addr` (a listener other than the first) and
+    /// learn its id.
+    pub fn connect_to(&self, addr: SocketAddr) -> (TcpStream, ConnId) {
+        self.connect_with(|_| client(addr))
     }
 
     /// Connect with `make` and learn the id from the `Accepted` event.
@@ -266,7 +370,10 @@ impl Harness {
             Some(c) => c,
             None => {
                 let last = self.with(|m| m.counters.get(&id).cloned());
-                panic!("timed out waiting for counters of {id}: {what}; last seen: {last:#?}")
+                panic!(
+                    "{} waiting for counters of {id}: {what}; last seen: {last:#?}",
+                    self.why_no_answer()
+                )
             }
         }
     }
@@ -286,6 +393,23 @@ impl Harness {
         })
     }
 
+    /// The kinds of `id`'s events so far, in order.
+    pub fn kinds_of(&self, id: ConnId) -> Vec<EventKind> {
+        self.with(|m| m.events_of(id).map(|e| e.kind.clone()).collect())
+    }
+
+    /// Wait for an event of `id` that `f` picks, and return what it picked.
+    pub fn wait_event<R>(
+        &self,
+        id: ConnId,
+        what: &str,
+        mut f: impl FnMut(&EventKind) -> Option<R>,
+    ) -> R {
+        self.wait_for(&format!("{what} of {id}"), |m| {
+            m.events_of(id).find_map(|e| f(&e.kind))
+        })
+    }
+
     /// Fail if the drain thread saw the stream break its own rules.
     pub fn assert_stream_consistent(&self) {
         let v = self.with(|m| m.violations.clone());
@@ -300,6 +424,7 @@ impl Harness {
     }
 
     fn stop(&mut self) {
+        self.resume_consumer();
         if let Some(engine) = self.engine.take() {
             engine.shutdown();
         }
@@ -343,6 +468,24 @@ pub fn client_with_rcvbuf(addr: SocketAddr, rcvbuf: usize) -> TcpStream {
     s.set_write_timeout(Some(STEP)).unwrap();
     s.set_nodelay(true).unwrap();
     s
+}
+
+/// A client like [`client`] that connects from 127.0.0.1:`port`, e.g. the
+/// port of a client that was just reset (a reset leaves no TIME_WAIT).
+/// `None` if the port is taken: tests running beside this one draw their
+/// clients' ports from the same range and may have got it first.
+pub fn client_from_port(addr: SocketAddr, port: u16) -> Option<TcpStream> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).unwrap();
+    socket.set_reuse_address(true).unwrap();
+    let local: SocketAddr = ([127, 0, 0, 1], port).into();
+    socket.bind(&local.into()).ok()?;
+    socket.connect_timeout(&addr.into(), STEP).ok()?;
+    let s = TcpStream::from(socket);
+    s.set_read_timeout(Some(STEP)).unwrap();
+    s.set_write_timeout(Some(STEP)).unwrap();
+    s.set_nodelay(true).unwrap();
+    Some(s)
 }
 
 /// Read exactly `n` bytes or panic with what went wrong.
@@ -427,6 +570,63 @@ pub fn assert_same_bytes(got: &[u8], expected: &[u8], what: &str) {
         got.len(),
         expected.len()
     );
+}
+
+/// Raise the soft `RLIMIT_NOFILE` of this process (and so of the children
+/// it starts from now on) to its hard limit. `Err` says why a test that
+/// needs `need` descriptors cannot run here.
+pub fn raise_fd_limit(need: u64) -> Result<u64, String> {
+    use rlimit::Resource;
+    let (soft, hard) = Resource::NOFILE
+        .get()
+        .map_err(|e| format!("getrlimit: {e}"))?;
+    if hard < need {
+        return Err(format!(
+            "the hard limit on open files is {hard}, below the {need} this test needs \
+             (soft {soft}); raise it with `ulimit -Hn` as root"
+        ));
+    }
+    if soft < hard {
+        Resource::NOFILE
+            .set(hard, hard)
+            .map_err(|e| format!("setrlimit({hard}): {e}"))?;
+    }
+    Ok(hard)
+}
+
+/// Read what `stream` has for us without blocking (at most `max` bytes);
+/// the second value is true at EOF or on an error (reset).
+pub fn read_available(stream: &mut TcpStream, max: usize) -> (Vec<u8>, bool) {
+    stream.set_nonblocking(true).unwrap();
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut ended = false;
+    while got.len() < max {
+        let want = buf.len().min(max - got.len());
+        match stream.read(&mut buf[..want]) {
+            Ok(0) => {
+                ended = true;
+                break;
+            }
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(_) => {
+                ended = true;
+                break;
+            }
+        }
+    }
+    stream.set_nonblocking(false).unwrap();
+    (got, ended)
+}
+
+/// Close `stream` with an RST (`SO_LINGER` 0) instead of a FIN.
+pub fn reset(stream: TcpStream) {
+    socket2::SockRef::from(&stream)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(stream);
 }
 
 /// Poll `f` every 10 ms until it returns `Some` or `timeout` passes.

@@ -69,7 +69,7 @@ impl Setup {
         let echo_addr = engine.local_addr().expect("engine listens");
         let mut opts = ControlOptions::new("127.0.0.1:0");
         opts.token = token.map(str::to_owned);
-        opts.web_root = www;
+        opts.web_root = Some(www);
         tweak(&mut opts);
         let (server, relay) = ControlServer::attach(&opts, &engine).expect("control starts");
         let drain = std::thread::spawn(move || while relay.recv().is_ok() {});

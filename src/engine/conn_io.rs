@@ -1,0 +1,430 @@
+//! Moving one client's bytes, as far as its socket allows, and saying what
+//! should become of it.
+//!
+//! Every entry point returns an [`Outcome`] instead of acting on the slab:
+//! only the event loop removes a connection, after the call returned, so
+//! nothing here can touch a connection that is already gone.
+//!
+//! The edge-triggered rules, applied here:
+//! - read until `WouldBlock` (or the read budget runs out, and the loop
+//!   comes back by itself); write until the queue is empty or `WouldBlock`.
+//!   Stopping early for any other reason means no further event;
+//! - reading that was stopped on purpose resumes at once when its
+//!   [`ReadGate`](super::read_gate::ReadGate) opens, since the readable edge
+//!   was consumed while it was shut ([`Io::lift`] is the one place that
+//!   opens it);
+//! - WRITABLE interest is wanted exactly while the queue holds bytes, so
+//!   an idle client produces no events;
+//! - every event may be spurious, so `WouldBlock` is never an error.
+
+use super::EngineConfig;
+use super::connection::{Connection, Phase};
+use super::publish::Publisher;
+use super::queue::COPY_INJECT_MAX;
+use super::read_gate::StopReason;
+use crate::protocol::{
+    CloseReason, Direction, Event, EventKind, InjectRefusal, IoOp, KickMode, Micros, Mode, Origin,
+    Readiness,
+};
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::sync::Arc;
+
+/// Reads one client gets per turn before the others get theirs. A client
+/// that sends as fast as it reads never makes the socket block, so without
+/// a budget it would hold the loop; over budget it is read again after the
+/// next (zero-timeout) poll.
+const READS_PER_TURN: usize = 16;
+
+/// Whether a short read proves the socket drained (see `read_until_blocked`).
+const SHORT_READ_DRAINS: bool = cfg!(target_os = "linux");
+
+/// What the loop must do with a connection after an I/O step.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Open {
+        /// Bytes are queued: register WRITABLE interest (else drop it).
+        want_writable: bool,
+        /// The read budget ran out with input left: read again next turn.
+        read_again: bool,
+    },
+    Close(Close),
+}
+
+/// Why and how a connection must be closed.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Close {
+    pub reason: CloseReason,
+    /// Close with an RST (`SO_LINGER` 0) rather than a FIN.
+    pub reset: bool,
+}
+
+impl Close {
+    fn after(e: &io::Error) -> Close {
+        let reason = match e.kind() {
+            io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => CloseReason::PeerReset,
+            _ => CloseReason::Error(e.to_string()),
+        };
+        Close {
+            reason,
+            reset: false,
+        }
+    }
+}
+
+/// Engine-wide byte totals.
+#[derive(Debug, Default)]
+pub struct Totals {
+    pub rx: u64,
+    pub tx: u64,
+}
+
+type Step = Result<(), Close>;
+
+/// What one I/O step on a connection may use of the loop.
+pub struct Io<'a> {
+    pub now: Micros,
+    pub mode: Mode,
+    pub config: &'a EngineConfig,
+    pub read_buf: &'a mut [u8],
+    pub publisher: &'a mut Publisher,
+    pub totals: &'a mut Totals,
+    /// Reads done in this step: one step gets one turn of
+    /// [`READS_PER_TURN`], however many times reading is resumed in it.
+    pub reads: usize,
+    /// Set when a read loop stopped on its budget, not on `WouldBlock`.
+    pub budget_spent: bool,
+}
+
+impl Io<'_> {
+    fn emit(&mut self, conn: &Connection, kind: EventKind) {
+        self.publisher.event(Event {
+            at: self.now,
+            conn: Some(conn.id),
+            kind,
+        });
+    }
+
+    fn touch(&self, conn: &mut Connection) {
+        conn.last_activity = self.now;
+        conn.dirty = true;
+    }
+
+    /// mio reported readiness `r` for this connection.
+    pub fn ready(&mut self, conn: &mut Connection, r: Readiness) -> Outcome {
+        let counts = &mut conn.events;
+        let bump = |count: &mut u32, flag| *count = count.saturating_add(r.has(flag) as u32);
+        bump(&mut counts.readable, Readiness::READABLE);
+        bump(&mut counts.writable, Readiness::WRITABLE);
+        bump(&mut counts.read_closed, Readiness::READ_CLOSED);
+        bump(&mut counts.write_closed, Readiness::WRITE_CLOSED);
+        bump(&mut counts.error, Readiness::ERROR);
+        self.emit(conn, EventKind::Readiness(r));
+        self.touch(conn);
+        conn.read_closed_seen |= r.has(Readiness::READ_CLOSED);
+        if r.has(Readiness::ERROR)
+            && let Ok(Some(e)) | Err(e) = conn.stream.take_error()
+        {
+            return Outcome::Close(Close::after(&e));
+        }
+        let readable = r.has(Readiness::READABLE) || r.has(Readiness::READ_CLOSED);
+        self.drive(conn, readable)
+    }
+
+    /// Move bytes as far as the socket allows. Writes go first: they may
+    /// lift backpressure, which lets reading continue.
+    pub fn drive(&mut self, conn: &mut Connection, try_read: bool) -> Outcome {
+        let step = self.flush(conn).and_then(|()| {
+            if try_read {
+                self.read_until_blocked(conn)
+            } else {
+                Ok(())
+            }
+        });
+        self.finish(conn, step)
+    }
+
+    /// Start a graceful kick: flush what is queued, send FIN, wait for the
+    /// peer's FIN, all before `deadline` (the loop enforces it).
+    pub fn kick_gracefully(&mut self, conn: &mut Connection, deadline: Micros) -> Outcome {
+        self.emit(
+            conn,
+            EventKind::Kicked {
+                mode: KickMode::Graceful,
+            },
+        );
+        if let Phase::Closing { .. } = conn.phase {
+            // Kicked already: the first deadline stands.
+            return self.finish(conn, Ok(()));
+        }
+        conn.phase = Phase::Closing { deadline };
+        self.touch(conn);
+        // Keep reading (and discarding) so input never piles up unread,
+        // which would turn our close into an RST.
+        let step = self
+            .lift(conn, StopReason::UserPause)
+            .and_then(|()| self.lift(conn, StopReason::Backpressure));
+        let step = step.and_then(|()| self.flush(conn));
+        self.finish(conn, step)
+    }
+
+    /// Queue an inject (the first `bytes.len()` bytes of a buffer shared by
+    /// all its targets), up to the queue limit; the rest is refused.
+    pub fn inject(&mut self, conn: &mut Connection, bytes: &Arc<[u8]>) -> Outcome {
+        let n = bytes.len();
+        if matches!(conn.phase, Phase::Closing { .. }) || conn.write_shut {
+            self.emit(
+                conn,
+                EventKind::InjectRefused {
+                    n: n as u32,
+                    why: InjectRefusal::Closing,
+                },
+            );
+            return self.finish(conn, Ok(()));
+        }
+        let room = (self.config.queue_limit as u64).saturating_sub(conn.queue.len());
+        let take = (n as u64).min(room) as usize;
+        if take > 0 {
+            self.emit(conn, EventKind::Injected { n: take as u32 });
+            if take <= COPY_INJECT_MAX {
+                conn.queue
+                    .push_copy(&bytes[..take], self.now, Origin::Inject);
+            } else {
+                conn.queue
+                    .push_shared(bytes, take, self.now, Origin::Inject);
+            }
+            self.emit(
+                conn,
+                EventKind::Queued {
+                    n: take as u32,
+                    origin: Origin::Inject,
+                },
+            );
+            self.touch(conn);
+        }
+        if take < n {
+            self.emit(
+                conn,
+                EventKind::InjectRefused {
+                    n: (n - take) as u32,
+                    why: InjectRefusal::QueueFull,
+                },
+            );
+        }
+        self.drive(conn, false)
+    }
+
+    /// The user paused or resumed reading this client.
+    pub fn set_read_paused(&mut self, conn: &mut Connection, paused: bool) -> Outcome {
+        let step = if paused {
+            if conn.gate.stop(StopReason::UserPause) {
+                self.emit(conn, EventKind::ReadPaused { paused: true });
+                self.touch(conn);
+            }
+            Ok(())
+        } else {
+            self.lift(conn, StopReason::UserPause)
+        };
+        self.finish(conn, step)
+    }
+
+    /// The engine's mode changed: only echo queues what it reads, so in
+    /// any other mode backpressure has no reason to hold reading.
+    pub fn mode_changed(&mut self, conn: &mut Connection) -> Outcome {
+        let step = if self.mode == Mode::Echo {
+            Ok(())
+        } else {
+            self.lift(conn, StopReason::Backpressure)
+        };
+        self.finish(conn, step)
+    }
+
+    /// Lift one reason to stop reading; if that opened the gate, read now:
+    /// the readable edge was consumed while it was shut.
+    fn lift(&mut self, conn: &mut Connection, reason: StopReason) -> Step {
+        if !conn.gate.lift(reason) {
+            return Ok(());
+        }
+        match reason {
+            StopReason::Backpressure => self.emit(conn, EventKind::Backpressure { on: false }),
+            StopReason::UserPause => self.emit(conn, EventKind::ReadPaused { paused: false }),
+            StopReason::PeerFin => {}
+        }
+        self.touch(conn);
+        if conn.gate.is_open() {
+            self.read_until_blocked(conn)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Settle the lifecycle, then say whether the connection stays.
+    fn finish(&mut self, conn: &mut Connection, step: Step) -> Outcome {
+        match step.and_then(|()| self.settle(conn)) {
+            Ok(()) => Outcome::Open {
+                want_writable: !conn.queue.is_empty(),
+                read_again: std::mem::take(&mut self.budget_spent),
+            },
+            Err(close) => Outcome::Close(close),
+        }
+    }
+
+    /// End connections whose conversation is over.
+    fn settle(&mut self, conn: &mut Connection) -> Step {
+        let flushed = conn.queue.is_empty();
+        let peer_fin = conn.gate.holds(StopReason::PeerFin);
+        match conn.phase {
+            // In manual mode a half-closed client may still be answered by
+            // hand (think HTTP/1.0), so it stays until kicked.
+            Phase::HalfClosed if flushed && self.mode != Mode::Manual => Err(Close {
+                reason: CloseReason::PeerClosed,
+                reset: false,
+            }),
+            Phase::Closing { .. } if flushed && !conn.write_shut => {
+                conn.write_shut = true;
+                let _ = conn.stream.shutdown(Shutdown::Write);
+                // Without the peer's FIN yet, wait for it: closing with
+                // unread input would make the kernel send RST and could
+                // destroy what we sent. The kick deadline bounds the wait.
+                if peer_fin { Err(graceful()) } else { Ok(()) }
+            }
+            Phase::Closing { .. } if conn.write_shut && peer_fin => Err(graceful()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Write what is queued. Returns the close if the socket failed.
+    fn flush(&mut self, conn: &mut Connection) -> Step {
+        if conn.queue.is_empty() {
+            return Ok(());
+        }
+        let (now, limit) = (self.now, self.config.transcript_limit);
+        let transcript = &mut conn.transcript;
+        let result = conn.queue.write_to(&mut conn.stream, |chunk| {
+            transcript.record(limit, now, Direction::Tx, chunk)
+        });
+        let flush = result.map_err(|e| Close::after(&e))?;
+        conn.tx_bytes += flush.written;
+        self.totals.tx += flush.written;
+        for n in flush.writes {
+            self.emit(conn, EventKind::Wrote { n });
+        }
+        if flush.would_block {
+            self.emit(conn, EventKind::WouldBlock { op: IoOp::Write });
+        }
+        if flush.written > 0 {
+            self.touch(conn);
+        }
+        if conn.queue.len() <= self.config.low_water as u64 {
+            self.lift(conn, StopReason::Backpressure)?;
+        }
+        Ok(())
+    }
+
+    /// Read until `WouldBlock`, EOF, the gate shuts, or the budget is spent.
+    fn read_until_blocked(&mut self, conn: &mut Connection) -> Step {
+        while self.reads < READS_PER_TURN {
+            if !conn.gate.is_open() {
+                return Ok(());
+            }
+            self.reads += 1;
+            match conn.stream.read(self.read_buf) {
+                Ok(0) => {
+                    conn.gate.stop(StopReason::PeerFin);
+                    if conn.phase == Phase::Open {
+                        conn.phase = Phase::HalfClosed;
+                    }
+                    self.emit(conn, EventKind::PeerHalfClosed);
+                    self.touch(conn);
+                    return Ok(());
+                }
+                Ok(n) => {
+                    self.on_bytes_read(conn, n)?;
+                    // A short read drained the socket (Linux stream
+                    // sockets fill the buffer while bytes are queued), and
+                    // bytes arriving later raise a new edge: the read that
+                    // would only say WouldBlock is skipped, one system call
+                    // per request. Not once a FIN was signalled: its EOF
+                    // gets no edge of its own, so reading goes on to it.
+                    if SHORT_READ_DRAINS && n < self.read_buf.len() && !conn.read_closed_seen {
+                        return Ok(());
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.emit(conn, EventKind::WouldBlock { op: IoOp::Read });
+                    return Ok(());
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Close::after(&e)),
+            }
+        }
+        // No WouldBlock, so no new edge will come: the loop must return.
+        self.budget_spent = true;
+        Ok(())
+    }
+
+    /// Handle `n` fresh bytes in `read_buf`.
+    fn on_bytes_read(&mut self, conn: &mut Connection, n: usize) -> Step {
+        let (now, limit) = (self.now, self.config.transcript_limit);
+        conn.rx_bytes += n as u64;
+        self.totals.rx += n as u64;
+        if self.mode != Mode::Discard {
+            conn.transcript
+                .record(limit, now, Direction::Rx, &self.read_buf[..n]);
+        }
+        self.emit(conn, EventKind::Read { n: n as u32 });
+        self.touch(conn);
+        if self.mode != Mode::Echo || matches!(conn.phase, Phase::Closing { .. }) {
+            return Ok(());
+        }
+        // Fast path: with nothing queued, write straight from the read
+        // buffer and queue only what the socket did not take.
+        let mut written = 0;
+        if conn.queue.is_empty() {
+            while written < n {
+                match conn.stream.write(&self.read_buf[written..n]) {
+                    Ok(0) => break,
+                    Ok(w) => {
+                        written += w;
+                        // These are the bytes just recorded as received:
+                        // the transcript references them, no second copy.
+                        conn.transcript.record_echo(limit, now, n - written, w);
+                        conn.tx_bytes += w as u64;
+                        self.totals.tx += w as u64;
+                        self.emit(conn, EventKind::Wrote { n: w as u32 });
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        self.emit(conn, EventKind::WouldBlock { op: IoOp::Write });
+                        break;
+                    }
+                    Err(e) => return Err(Close::after(&e)),
+                }
+            }
+        }
+        if written < n {
+            conn.queue
+                .push_copy(&self.read_buf[written..n], now, Origin::Echo);
+            self.emit(
+                conn,
+                EventKind::Queued {
+                    n: (n - written) as u32,
+                    origin: Origin::Echo,
+                },
+            );
+            if conn.queue.len() >= self.config.queue_limit as u64
+                && conn.gate.stop(StopReason::Backpressure)
+            {
+                self.emit(conn, EventKind::Backpressure { on: true });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn graceful() -> Close {
+    Close {
+        reason: CloseReason::Kicked(KickMode::Graceful),
+        reset: false,
+    }
+}
