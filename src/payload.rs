@@ -227,8 +227,9 @@ const MAX_MARKS_PER_BASE: usize = 2;
 /// Bytes as UTF-8 text, for clients that speak it: valid sequences are
 /// decoded, and everything that could mislead is made visible instead:
 /// - ASCII controls and invalid bytes as in [`to_escaped_text`];
-/// - bidi controls, right-to-left letters and invisible format characters
-///   as `\u{XXXX}`, so no run of bytes can reorder the line;
+/// - bidi controls, right-to-left letters, invisible format characters and
+///   spaces other than ' ' as `\u{XXXX}`, so no run of bytes can reorder
+///   the line or pass for other bytes;
 /// - a combining mark without a visible base gets one (`◌`), and more than
 ///   two marks in a row are escaped.
 pub fn to_utf8_text(bytes: &[u8]) -> String {
@@ -260,10 +261,12 @@ pub fn to_utf8_text(bytes: &[u8]) -> String {
                         | BidiClass::FSI
                         | BidiClass::PDI
                 );
+            // A space other than ' ' (c is not ASCII here) passes for one.
             let invisible = matches!(
                 category,
                 G::Control
                     | G::Format
+                    | G::SpaceSeparator
                     | G::LineSeparator
                     | G::ParagraphSeparator
                     | G::Unassigned
@@ -447,6 +450,21 @@ mod tests {
         );
         // Invalid bytes and controls as in the text view.
         assert_eq!(to_utf8_text(b"\xff\x00\r\n"), "\\xff\\x00\\r\\n\n");
+    }
+
+    /// Found by the `payload` fuzz target: U+00A0 (bytes c2 a0) looked
+    /// exactly like a space (20).
+    #[test]
+    fn utf8_view_escapes_spaces_that_pass_for_a_space() {
+        assert_eq!(to_utf8_text("a\u{a0}b c".as_bytes()), "a\\u{00a0}b c");
+        assert_eq!(
+            to_utf8_text("\u{2003}\u{3000}".as_bytes()),
+            "\\u{2003}\\u{3000}"
+        );
+        assert_eq!(
+            to_utf8_text("\u{a0}\u{301}".as_bytes()),
+            "\\u{00a0}\u{25cc}\u{301}"
+        );
     }
 
     #[test]

@@ -4,9 +4,11 @@
 //! Properties:
 //! - parsing never panics, errors point inside the input, and the line
 //!   ending is appended;
-//! - the escaped rendering parses back to the same bytes, and shows no byte
-//!   as a raw control or whitespace character other than ' ' (it promises
-//!   that no byte is invisible or ambiguous);
+//! - the text view (`to_escaped_text`) is printable ASCII and line breaks
+//!   only, and parses back to the same bytes;
+//! - the UTF-8 view (`to_utf8_text`) shows no control, no whitespace other
+//!   than ' ' and no bidi control raw, and renders ASCII as the text view
+//!   does;
 //! - the hex dump's hex columns parse back to the same bytes, and its
 //!   columns line up;
 //! - a preview stays on one line and within its length.
@@ -15,6 +17,7 @@
 use libfuzzer_sys::fuzz_target;
 use muxscope::payload::{
     self, InputFormat, LineEnding, hex_dump, parse_escaped, parse_hex, preview, to_escaped_text,
+    to_utf8_text,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -23,6 +26,7 @@ fuzz_target!(|data: &[u8]| {
     };
     check_parsers(&String::from_utf8_lossy(rest), selector);
     check_escaped_rendering(rest);
+    check_utf8_rendering(rest);
     check_hex_dump(rest);
     check_preview(rest, usize::from(selector));
 });
@@ -51,18 +55,42 @@ fn check_parsers(text: &str, selector: u8) {
 
 fn check_escaped_rendering(bytes: &[u8]) {
     let text = to_escaped_text(bytes);
-    // Line feeds are shown as `\n` followed by a real line break; every
-    // other character stands for itself or is an escape.
-    assert!(!text.replace("\\n\n", "").contains('\n'), "{text:?}");
+    assert_only_marked_line_breaks(&text);
+    assert!(
+        text.chars()
+            .all(|c| c == '\n' || c == ' ' || c.is_ascii_graphic()),
+        "{text:?}"
+    );
+    let typed = text.replace('\n', "");
+    assert_eq!(parse_escaped(&typed).as_deref(), Ok(bytes), "{typed:?}");
+}
+
+fn check_utf8_rendering(bytes: &[u8]) {
+    let text = to_utf8_text(bytes);
+    assert_only_marked_line_breaks(&text);
     for c in text.chars() {
+        let hides = c.is_control() || (c.is_whitespace() && c != ' ') || is_bidi_control(c);
         assert!(
-            c == '\n' || c == ' ' || !(c.is_control() || c.is_whitespace()),
+            c == '\n' || !hides,
             "{c:?} (U+{:04X}) is shown raw in {text:?}",
             u32::from(c)
         );
     }
-    let typed = text.replace('\n', "");
-    assert_eq!(parse_escaped(&typed).as_deref(), Ok(bytes), "{typed:?}");
+    if bytes.is_ascii() {
+        assert_eq!(text, to_escaped_text(bytes));
+    }
+}
+
+/// Line feeds are shown as `\n` followed by a real line break; no other
+/// character breaks the line.
+fn assert_only_marked_line_breaks(text: &str) {
+    assert!(!text.replace("\\n\n", "").contains('\n'), "{text:?}");
+}
+
+/// The explicit bidi formatting characters, which reorder the text around
+/// them.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 fn check_hex_dump(bytes: &[u8]) {
