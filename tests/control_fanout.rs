@@ -226,7 +226,16 @@ fn a_stalled_viewers_queue_is_bounded_in_bytes() {
     const N: u64 = 400;
     for seq in 1..=N {
         batches_tx.send(batch(seq)).unwrap();
-        while relay.try_recv().is_ok() {}
+    }
+    // The viewer stays stalled until the fan-out has offered it every batch
+    // (the relay gets each batch after the viewers): on a loaded machine the
+    // fan-out may still be encoding when the sends above return, and a
+    // viewer that read meanwhile would never fall behind.
+    let deadline = Instant::now() + 6 * STEP;
+    for _ in 1..=N {
+        relay
+            .recv_deadline(deadline)
+            .expect("the fan-out relays every batch");
     }
     // Decoding megabytes of events in a debug build on a loaded machine
     // takes a while: a longer deadline than one step.
