@@ -309,27 +309,78 @@ pub fn to_utf8_text(bytes: &[u8]) -> String {
 /// A classic hex dump: offset, 16 bytes in hex, and their ASCII.
 pub fn hex_dump(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len() * 4 + 16);
+    hex_dump_pieces(bytes, |piece, _| out.push_str(piece));
+    out
+}
+
+/// [`hex_dump`] in pieces, each with the index of the byte it shows (the
+/// offset column, padding and line breaks have none), so a view can mark
+/// some bytes in both the hex and the character columns.
+pub fn hex_dump_pieces(bytes: &[u8], mut emit: impl FnMut(&str, Option<usize>)) {
+    let mut buf = String::new();
     for (line, chunk) in bytes.chunks(16).enumerate() {
-        out.push_str(&format!("{:08x}  ", line * 16));
+        let base = line * 16;
+        buf.clear();
+        buf.push_str(&format!("{base:08x}  "));
+        emit(&buf, None);
         for i in 0..16 {
             match chunk.get(i) {
-                Some(b) => out.push_str(&format!("{b:02x} ")),
-                None => out.push_str("   "),
+                Some(b) => {
+                    emit(&format!("{b:02x}"), Some(base + i));
+                    emit(" ", None);
+                }
+                None => emit("   ", None),
             }
             if i == 7 {
-                out.push(' ');
+                emit(" ", None);
             }
         }
-        out.push(' ');
-        out.extend(chunk.iter().map(|&b| {
-            if b.is_ascii_graphic() || b == b' ' {
+        emit(" ", None);
+        for (i, &b) in chunk.iter().enumerate() {
+            let c = if b.is_ascii_graphic() || b == b' ' {
                 b as char
             } else {
                 '.'
-            }
-        }));
-        out.push('\n');
+            };
+            emit(c.encode_utf8(&mut [0; 4]), Some(base + i));
+        }
+        emit("\n", None);
     }
+}
+
+/// Bytes as a C array definition, twelve per line:
+/// `static const unsigned char NAME[N] = { 0x.., ... };`.
+pub fn to_c_array(name: &str, bytes: &[u8]) -> String {
+    let mut out = format!("static const unsigned char {name}[{}] = {{\n", bytes.len());
+    for (i, line) in bytes.chunks(12).enumerate() {
+        if i > 0 {
+            out.push_str(",\n");
+        }
+        let cells: Vec<String> = line.iter().map(|b| format!("0x{b:02x}")).collect();
+        out.push_str("    ");
+        out.push_str(&cells.join(", "));
+    }
+    out.push_str("\n};\n");
+    out
+}
+
+/// Bytes as a Python `bytes` literal that evaluates to exactly them:
+/// printable ASCII as is, `\\` `\'` `\t` `\n` `\r` escaped, the rest `\xNN`.
+pub fn to_python_bytes(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() + 3);
+    out.push_str("b'");
+    for &b in bytes {
+        match b {
+            b'\\' => out.push_str("\\\\"),
+            b'\'' => out.push_str("\\'"),
+            b'\t' => out.push_str("\\t"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            0x20..=0x7e => out.push(b as char),
+            _ => out.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    out.push('\'');
     out
 }
 
@@ -465,6 +516,32 @@ mod tests {
             to_utf8_text("\u{a0}\u{301}".as_bytes()),
             "\\u{00a0}\u{25cc}\u{301}"
         );
+    }
+
+    #[test]
+    fn code_literals_hold_exactly_the_bytes() {
+        assert_eq!(
+            to_python_bytes(b"a'\\\t\r\n\x00\xff~"),
+            "b'a\\'\\\\\\t\\r\\n\\x00\\xff~'"
+        );
+        assert_eq!(to_python_bytes(b""), "b''");
+        let c = to_c_array("rx_0", &[7; 13]);
+        assert_eq!(
+            c,
+            "static const unsigned char rx_0[13] = {\n    0x07, 0x07, 0x07, 0x07, 0x07, 0x07, \
+             0x07, 0x07, 0x07, 0x07, 0x07, 0x07,\n    0x07\n};\n"
+        );
+    }
+
+    #[test]
+    fn hex_dump_pieces_name_the_byte_they_show() {
+        let mut shown = vec![String::new(); 3];
+        hex_dump_pieces(b"A\x00B", |piece, at| {
+            if let Some(i) = at {
+                shown[i].push_str(piece);
+            }
+        });
+        assert_eq!(shown, ["41A", "00.", "42B"]);
     }
 
     #[test]

@@ -738,3 +738,103 @@ fn manual_mode_stops_echo() {
     });
     round_trip(&mut a, b"again");
 }
+
+/// Click through a menu and its submenus with the pointer, as a person
+/// does, waiting for each item to appear.
+fn menu_path(h: &mut App, path: &[&str]) {
+    for item in path {
+        let at = wait_for(h, &format!("the menu item '{item}'"), |h| {
+            h.query_by_label(item).map(|n| n.rect().center())
+        });
+        click_at(h, at);
+        h.step();
+    }
+}
+
+/// The text of the last clipboard copy the app asked for in the last frame.
+fn copied(h: &App) -> Option<String> {
+    h.output()
+        .platform_output
+        .commands
+        .iter()
+        .find_map(|c| match c {
+            egui::OutputCommand::CopyText(text) => Some(text.clone()),
+            _ => None,
+        })
+}
+
+/// Find counts matches across the reads of one direction and steps
+/// through them; Copy gives the transcript as code that holds the bytes.
+#[test]
+fn transcript_search_and_copy() {
+    let (mut h, addr) = start_with(&["--mode", "manual"]);
+    let mut a = connect(addr);
+    let id = {
+        a.write_all(b"PING 1\r\n").unwrap();
+        wait_row(&mut h, &a)
+    };
+    // Three reads: the second PING is split across two of them.
+    for (part, total) in [(&b"PI"[..], 10), (b"NG 2\r\n\xff", 17)] {
+        wait_for(&mut h, "the previous read", |h| {
+            (h.state().monitor.connections.get(id)?.rx_bytes == total - part.len() as u64)
+                .then_some(())
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        a.write_all(part).unwrap();
+    }
+    wait_for(&mut h, "all 17 bytes read", |h| {
+        (h.state().monitor.connections.get(id)?.rx_bytes == 17).then_some(())
+    });
+    click_row(&mut h, id);
+    wait_for(&mut h, "the transcript of three reads", |h| {
+        let d = h.state().monitor.detail(id)?;
+        (d.transcript.len() == 3).then_some(())
+    });
+    type_into(&mut h, "Find", "PING");
+    wait_for(&mut h, "two matches, one across reads", |h| {
+        h.query_by_label("1 of 2").map(|_| ())
+    });
+    click(&mut h, "⏷");
+    wait_for(&mut h, "the second match", |h| {
+        h.query_by_label("2 of 2").map(|_| ())
+    });
+    click(&mut h, "⏷");
+    wait_for(&mut h, "Next to wrap around", |h| {
+        h.query_by_label("1 of 2").map(|_| ())
+    });
+
+    // Hex search: ff is one byte, found once; a bad hex query says why.
+    click(&mut h, "as hex");
+    h.get_by_label("Find").click();
+    h.step();
+    for _ in "PING".chars() {
+        h.key_press(egui::Key::Backspace);
+    }
+    h.get_by_label("Find").type_text("0d 0a ff");
+    h.run_steps(2);
+    wait_for(&mut h, "one hex match", |h| {
+        h.query_by_label("1 of 1").map(|_| ())
+    });
+    h.get_by_label("Find").type_text("z");
+    h.run_steps(2);
+    assert!(
+        h.query_by_label_contains("'z' is not a hex digit")
+            .is_some(),
+        "a bad hex query is explained"
+    );
+
+    menu_path(&mut h, &["Copy", "Received only", "Python bytes"]);
+    let text = copied(&h).expect("Python bytes were copied");
+    assert!(
+        text.contains("rx_0 = b'PING 1\\r\\n'\n")
+            && text.contains("rx_1 = b'PI'\n")
+            && text.contains("rx_2 = b'NG 2\\r\\n\\xff'\n"),
+        "{text}"
+    );
+    menu_path(&mut h, &["Copy", "Both directions", "C arrays"]);
+    let text = copied(&h).expect("C arrays were copied");
+    assert!(
+        text.contains("static const unsigned char rx_1[2] = {\n    0x50, 0x49\n};"),
+        "{text}"
+    );
+}

@@ -5,6 +5,7 @@
 pub mod connections;
 pub mod event_log;
 pub mod rates;
+pub mod transcript;
 
 pub use connections::{Column, ConnectionTable, Sort};
 pub use event_log::{EventFilter, EventLog};

@@ -1,13 +1,14 @@
-//! The selected connection up close: counters, pending queue, transcript,
-//! and the kick buttons.
+//! The selected connection up close: counters, pending queue, transcript
+//! (with search and copy), and the kick buttons.
 
-use super::{PaneCtx, engine_time};
+use super::{PaneCtx, engine_time, labelled};
 use crate::format;
 use crate::monitor::connections::state_label_at;
+use crate::monitor::transcript::{self, CopyFormat, Directions, Match};
 use crate::payload;
-use crate::protocol::{Command, ConnDetail, ConnId, ConnState, Direction};
-use egui::text::LayoutJob;
-use egui::{FontId, RichText, TextFormat, Ui};
+use crate::protocol::{Command, ConnCounters, ConnDetail, ConnId, ConnState, Direction};
+use egui::text::{CCursor, LayoutJob};
+use egui::{Color32, FontId, RichText, Sense, TextFormat, Ui};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use web_time::{Duration, Instant};
@@ -26,24 +27,110 @@ pub enum TranscriptView {
     Hex,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// The queue list's height unless the user dragged its handle.
+const DEFAULT_QUEUE_HEIGHT: f32 = 90.0;
+const MIN_QUEUE_HEIGHT: f32 = 24.0;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct InspectorPane {
     pub view: TranscriptView,
+    /// Height of the queue list; its handle below it drags it.
+    pub queue_height: f32,
+    #[serde(skip)]
+    pub search: TranscriptSearch,
     #[serde(skip)]
     last_request: Option<(ConnId, Instant, u64)>,
     #[serde(skip)]
     rendered: RenderedTranscript,
 }
 
+impl Default for InspectorPane {
+    fn default() -> Self {
+        InspectorPane {
+            view: TranscriptView::default(),
+            queue_height: DEFAULT_QUEUE_HEIGHT,
+            search: TranscriptSearch::default(),
+            last_request: None,
+            rendered: RenderedTranscript::default(),
+        }
+    }
+}
+
+/// Find in the transcript: what to look for, and where it was found.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TranscriptSearch {
+    pub query: String,
+    /// The query is hex bytes rather than text with escapes.
+    pub hex: bool,
+    /// Index of the highlighted match.
+    pub current: usize,
+    /// Scroll the highlighted match into view on the next frame.
+    scroll: bool,
+    found: Option<(SearchKey, SearchResult)>,
+}
+
+/// What a search result was computed from: (connection, snapshot count,
+/// query, hex).
+type SearchKey = (ConnId, u64, String, bool);
+
+/// The matches, or why the query is not bytes.
+type SearchResult = Result<Arc<Vec<Match>>, String>;
+
+impl TranscriptSearch {
+    /// The matches in `detail` (recomputed only when it or the query
+    /// changed), or why the query is not bytes.
+    fn matches(
+        &mut self,
+        id: ConnId,
+        snapshot: u64,
+        detail: &ConnDetail,
+    ) -> SearchResult {
+        let key = (id, snapshot, self.query.clone(), self.hex);
+        if let Some((k, result)) = &self.found
+            && *k == key
+        {
+            return result.clone();
+        }
+        let needle = if self.hex {
+            payload::parse_hex(&self.query)
+        } else {
+            payload::parse_escaped(&self.query)
+        };
+        let result = needle
+            .map(|needle| Arc::new(transcript::find(&detail.transcript, &needle)))
+            .map_err(|e| e.to_string());
+        if let Ok(m) = &result
+            && self.current >= m.len()
+        {
+            self.current = 0;
+        }
+        self.found = Some((key, result.clone()));
+        result
+    }
+
+    fn step(&mut self, n: usize, forward: bool) {
+        if n == 0 {
+            return;
+        }
+        self.current = if forward {
+            (self.current + 1) % n
+        } else {
+            (self.current + n - 1) % n
+        };
+        self.scroll = true;
+    }
+}
+
 /// What the transcript was laid out from: (connection, snapshot count,
-/// view, dark mode).
-type TranscriptKey = (ConnId, u64, TranscriptView, bool);
+/// view, dark mode, search query and hex flag, current match).
+type TranscriptKey = (ConnId, u64, TranscriptView, bool, String, bool, usize);
 
 /// The transcript's text, built once per snapshot rather than per frame
-/// (a hex dump of 32 KiB is thousands of `format!`s).
+/// (a hex dump of 32 KiB is thousands of `format!`s), and where in it the
+/// current match starts.
 #[derive(Clone, Debug, Default)]
-struct RenderedTranscript(Option<(TranscriptKey, Arc<LayoutJob>)>);
+struct RenderedTranscript(Option<(TranscriptKey, Arc<LayoutJob>, Option<usize>)>);
 
 /// A cache never makes two panes differ.
 impl PartialEq for RenderedTranscript {
@@ -81,6 +168,7 @@ impl InspectorPane {
             self.request_detail(ctx, id, counters.last_activity);
         }
         let now = ctx.monitor.engine_now();
+        let queue_limit = ctx.monitor.stats.as_ref().map(|s| s.queue_limit);
 
         ui.horizontal_wrapped(|ui| {
             ui.heading(format!("{id}"));
@@ -100,81 +188,31 @@ impl InspectorPane {
                 *ctx.focus_events_on = Some(vec![id]);
             }
         });
-
-        egui::Grid::new("inspector-counters")
-            .num_columns(4)
-            .spacing([16.0, 2.0])
-            .show(ui, |ui| {
-                let end = if closed { counters.last_activity } else { now };
-                ui.label("received");
-                ui.label(
-                    RichText::new(format::bytes(counters.rx_bytes)).color(super::rx_color(ui)),
-                );
-                ui.label("sent");
-                ui.label(
-                    RichText::new(format::bytes(counters.tx_bytes)).color(super::tx_color(ui)),
-                );
-                ui.end_row();
-                ui.label("queued");
-                ui.label(format!(
-                    "{} in {} msgs",
-                    format::bytes(counters.queued_bytes),
-                    counters.queued_msgs
-                ));
-                ui.label("queue peak");
-                ui.label(format::bytes(counters.queue_high_water));
-                ui.end_row();
-                ui.label("age");
-                ui.label(format::duration_micros(
-                    end.saturating_sub(counters.opened_at),
-                ));
-                ui.label("last activity");
-                ui.label(format!(
-                    "{} ago",
-                    format::duration_micros(now.saturating_sub(counters.last_activity))
-                ));
-                ui.end_row();
-                let e = counters.events;
-                ui.label("readiness");
-                ui.label(format!("R {} · W {}", e.readable, e.writable));
-                ui.label("closed/err");
-                ui.label(format!(
-                    "rc {} · wc {} · err {}",
-                    e.read_closed, e.write_closed, e.error
-                ));
-                ui.end_row();
-            });
+        egui::CollapsingHeader::new("Counters")
+            .default_open(true)
+            .show(ui, |ui| counters_grid(ui, &counters, now, queue_limit));
 
         let Some(detail) = ctx.monitor.detail(id) else {
             ui.label(RichText::new("loading transcript…").weak());
             return;
         };
-        ui.separator();
+        let snapshot = ctx.monitor.details_received();
         let queue_title = format!("Queue: {} pending message(s)", detail.queue.len());
         egui::CollapsingHeader::new(queue_title)
             .default_open(!detail.queue.is_empty())
             .show(ui, |ui| {
                 egui::ScrollArea::vertical()
                     .id_salt("queue")
-                    .max_height(100.0)
-                    .show(ui, |ui| {
-                        for (i, m) in detail.queue.iter().enumerate().take(500) {
-                            ui.label(format!(
-                                "{:>3}. {:>10}  {:?}  waiting {}",
-                                i + 1,
-                                format::bytes(m.len as u64),
-                                m.origin,
-                                format::duration_micros(now.saturating_sub(m.queued_at))
-                            ));
-                        }
-                        if detail.queue.len() > 500 {
-                            ui.label(format!("… and {} more", detail.queue.len() - 500));
-                        }
-                    });
+                    .max_height(self.queue_height)
+                    .min_scrolled_height(self.queue_height)
+                    .auto_shrink([false, true])
+                    .show(ui, |ui| queue_list(ui, detail, now));
+                self.queue_height = drag_handle(ui, self.queue_height);
             });
 
-        ui.horizontal(|ui| {
-            ui.label("Transcript");
+        ui.separator();
+        ui.horizontal_wrapped(|ui| {
+            ui.label(RichText::new("Transcript").strong());
             ui.selectable_value(&mut self.view, TranscriptView::Text, "Text")
                 .on_hover_text("Printable ASCII; every other byte as \\xNN");
             ui.selectable_value(&mut self.view, TranscriptView::Utf8, "UTF-8")
@@ -193,51 +231,293 @@ impl InspectorPane {
                     .monospace()
                     .color(super::tx_color(ui)),
             );
+            copy_menu(ui, detail);
             if detail.transcript_dropped_rx + detail.transcript_dropped_tx > 0 {
                 ui.label(
                     RichText::new(format!(
-                        "(older bytes not kept: {} received, {} sent)",
+                        "older bytes not kept: {} received, {} sent",
                         format::bytes(detail.transcript_dropped_rx),
                         format::bytes(detail.transcript_dropped_tx)
                     ))
                     .weak(),
+                )
+                .on_hover_text(
+                    "The inspector keeps the newest bytes of each direction \
+                     (--transcript-bytes); the counters above count them all.",
                 );
             }
         });
+        let matches = self.search_bar(ui, id, snapshot, detail);
+
+        let s = &self.search;
         let key = (
             id,
-            ctx.monitor.details_received(),
+            snapshot,
             self.view,
             ui.visuals().dark_mode,
+            s.query.clone(),
+            s.hex,
+            s.current,
         );
-        let job = match &self.rendered.0 {
-            Some((k, job)) if *k == key => job.clone(),
+        let (job, current_at) = match &self.rendered.0 {
+            Some((k, job, at)) if *k == key => (job.clone(), *at),
             _ => {
-                let job = Arc::new(transcript_job(ui, detail, self.view));
-                self.rendered.0 = Some((key, job.clone()));
-                job
+                let (job, at) = transcript_job(ui, detail, self.view, &matches, s.current);
+                let job = Arc::new(job);
+                self.rendered.0 = Some((key, job.clone(), at));
+                (job, at)
             }
         };
-        // A hex dump's columns only line up unwrapped; text wraps to fit.
-        let wrap = match self.view {
-            TranscriptView::Text | TranscriptView::Utf8 => egui::TextWrapMode::Wrap,
-            TranscriptView::Hex => egui::TextWrapMode::Extend,
-        };
+        let scroll_to_match = std::mem::take(&mut self.search.scroll);
         egui::ScrollArea::both()
             .id_salt("transcript")
-            .stick_to_bottom(true)
+            .stick_to_bottom(!scroll_to_match && self.search.query.is_empty())
             .auto_shrink(false)
             .show(ui, |ui| {
-                ui.add(egui::Label::new(job).selectable(true).wrap_mode(wrap));
+                let mut job = (*job).clone();
+                // A hex dump's columns only line up unwrapped; text wraps
+                // to fit.
+                job.wrap.max_width = match self.view {
+                    TranscriptView::Text | TranscriptView::Utf8 => ui.available_width(),
+                    TranscriptView::Hex => f32::INFINITY,
+                };
+                let galley = ui.fonts_mut(|f| f.layout_job(job));
+                let response = ui.add(egui::Label::new(galley.clone()).selectable(true));
+                if scroll_to_match && let Some(at) = current_at {
+                    let chars = galley.job.text[..at].chars().count();
+                    let rect = galley
+                        .pos_from_cursor(CCursor::new(chars))
+                        .translate(response.rect.min.to_vec2());
+                    ui.scroll_to_rect(rect, Some(egui::Align::Center));
+                }
             });
+    }
+
+    /// The find row; returns the matches to highlight.
+    fn search_bar(
+        &mut self,
+        ui: &mut Ui,
+        id: ConnId,
+        snapshot: u64,
+        detail: &ConnDetail,
+    ) -> Arc<Vec<Match>> {
+        let mut matches = Arc::new(Vec::new());
+        ui.horizontal_wrapped(|ui| {
+            let search = &mut self.search;
+            let hint = if search.hex {
+                "hex bytes, e.g. 0d 0a"
+            } else {
+                "text; \\r \\n \\xNN escapes"
+            };
+            let field = labelled(ui, "Find", |ui| {
+                ui.add(
+                    egui::TextEdit::singleline(&mut search.query)
+                        .hint_text(hint)
+                        .desired_width(170.0),
+                )
+            });
+            let entered = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+            if ui
+                .selectable_value(&mut search.hex, false, "as text")
+                .changed()
+                | ui.selectable_value(&mut search.hex, true, "as hex")
+                    .changed()
+            {
+                search.current = 0;
+            }
+            if field.changed() {
+                search.current = 0;
+                search.scroll = true;
+            }
+            if search.query.is_empty() {
+                return;
+            }
+            match search.matches(id, snapshot, detail) {
+                Err(why) => {
+                    ui.label(RichText::new(why).color(super::error_color(ui)));
+                }
+                Ok(found) => {
+                    let n = found.len();
+                    let more = if n == transcript::MAX_MATCHES {
+                        "+"
+                    } else {
+                        ""
+                    };
+                    if n == 0 {
+                        ui.label(RichText::new("no match").color(super::warn_color(ui)));
+                    } else {
+                        ui.label(format!("{} of {n}{more}", search.current + 1));
+                    }
+                    ui.add_enabled_ui(n > 0, |ui| {
+                        if ui.button("⏶").on_hover_text("Previous match").clicked() {
+                            search.step(n, false);
+                        }
+                        if ui.button("⏷").on_hover_text("Next match (Enter)").clicked() || entered
+                        {
+                            search.step(n, true);
+                        }
+                    });
+                    if entered {
+                        field.request_focus();
+                    }
+                    matches = found;
+                }
+            }
+        });
+        matches
     }
 }
 
-fn transcript_job(ui: &Ui, detail: &ConnDetail, view: TranscriptView) -> LayoutJob {
+/// Counters, spelled out.
+fn counters_grid(ui: &mut Ui, counters: &ConnCounters, now: u64, queue_limit: Option<u64>) {
+    let closed = matches!(counters.state, ConnState::Closed(_));
+    egui::Grid::new("inspector-counters")
+        .num_columns(4)
+        .spacing([16.0, 2.0])
+        .show(ui, |ui| {
+            let end = if closed { counters.last_activity } else { now };
+            ui.label("received");
+            ui.label(RichText::new(format::bytes(counters.rx_bytes)).color(super::rx_color(ui)));
+            ui.label("sent");
+            ui.label(RichText::new(format::bytes(counters.tx_bytes)).color(super::tx_color(ui)));
+            ui.end_row();
+            ui.label("queued");
+            let limit = match queue_limit {
+                Some(l) => format!(" of {} limit", format::bytes(l)),
+                None => String::new(),
+            };
+            ui.label(format!(
+                "{} in {} msgs{limit}",
+                format::bytes(counters.queued_bytes),
+                counters.queued_msgs
+            ))
+            .on_hover_text(
+                "Bytes waiting to be written to this client. At the limit, muxscope \
+                 stops reading it (backpressure) until the queue drains.",
+            );
+            ui.label("queue peak");
+            ui.label(format::bytes(counters.queue_high_water));
+            ui.end_row();
+            ui.label("age");
+            ui.label(format::duration_micros(
+                end.saturating_sub(counters.opened_at),
+            ));
+            ui.label("last read/write");
+            let since = format::duration_micros(end.saturating_sub(counters.last_activity));
+            let last = if closed {
+                format!("{since} before it closed")
+            } else if counters.read_paused {
+                format!("{since} ago (reading paused: its bytes wait in the kernel)")
+            } else {
+                format!("{since} ago")
+            };
+            ui.label(last);
+            ui.end_row();
+            let e = counters.events;
+            ui.label("readiness events");
+            ui.label(format!("{} readable · {} writable", e.readable, e.writable))
+                .on_hover_text("How often mio reported this socket readable or writable");
+            ui.label("closes and errors");
+            ui.label(format!(
+                "{} read closed · {} write closed · {} errors",
+                e.read_closed, e.write_closed, e.error
+            ))
+            .on_hover_text(
+                "read closed: the client sent FIN (or reset); write closed: it can no \
+                 longer receive; errors: the socket reported an error",
+            );
+            ui.end_row();
+        });
+}
+
+fn queue_list(ui: &mut Ui, detail: &ConnDetail, now: u64) {
+    for (i, m) in detail.queue.iter().enumerate().take(500) {
+        ui.label(format!(
+            "{:>3}. {:>10}  {:?}  waiting {}",
+            i + 1,
+            format::bytes(m.len as u64),
+            m.origin,
+            format::duration_micros(now.saturating_sub(m.queued_at))
+        ));
+    }
+    if detail.queue.len() > 500 {
+        ui.label(format!("… and {} more", detail.queue.len() - 500));
+    }
+    if detail.queue.is_empty() {
+        ui.label(RichText::new("(empty)").weak());
+    }
+}
+
+/// A horizontal grip that resizes what is above it; returns the new height.
+fn drag_handle(ui: &mut Ui, height: f32) -> f32 {
+    let (rect, response) =
+        ui.allocate_exact_size(egui::vec2(ui.available_width(), 8.0), Sense::drag());
+    let response = response.on_hover_cursor(egui::CursorIcon::ResizeVertical);
+    let stroke = if response.hovered() || response.dragged() {
+        ui.visuals().widgets.hovered.fg_stroke
+    } else {
+        ui.visuals().widgets.noninteractive.bg_stroke
+    };
+    ui.painter().hline(rect.x_range(), rect.center().y, stroke);
+    (height + response.drag_delta().y).clamp(MIN_QUEUE_HEIGHT, 2000.0)
+}
+
+/// Copy the whole transcript, or one direction, in a chosen format.
+fn copy_menu(ui: &mut Ui, detail: &ConnDetail) {
+    ui.menu_button("Copy", |ui| {
+        let scopes = [
+            ("Both directions", Directions::Both),
+            ("Received only", Directions::Only(Direction::Rx)),
+            ("Sent only", Directions::Only(Direction::Tx)),
+        ];
+        for (title, which) in scopes {
+            ui.menu_button(title, |ui| {
+                for format in CopyFormat::ALL {
+                    if ui.button(format.label()).clicked() {
+                        ui.ctx()
+                            .copy_text(transcript::export(&detail.transcript, format, which));
+                        ui.close();
+                    }
+                }
+            });
+        }
+        ui.label(RichText::new("To copy part of it, select the text and press Ctrl+C.").weak());
+    });
+}
+
+/// The transcript as one layout job, matches highlighted; also where the
+/// current match starts in the job's text (a byte offset).
+fn transcript_job(
+    ui: &Ui,
+    detail: &ConnDetail,
+    view: TranscriptView,
+    matches: &[Match],
+    current: usize,
+) -> (LayoutJob, Option<usize>) {
     let mono = FontId::monospace(12.0);
     let mut job = LayoutJob::default();
     let weak = ui.visuals().weak_text_color();
-    for chunk in &detail.transcript {
+    // Per chunk: its bytes' marks (0 none, 1 a match, 2 the current one).
+    let mut marks: Vec<Option<Vec<u8>>> = vec![None; detail.transcript.len()];
+    for (i, m) in matches.iter().enumerate() {
+        for (chunk, range) in &m.pieces {
+            let Some(slot) = marks.get_mut(*chunk) else {
+                continue;
+            };
+            let len = detail.transcript[*chunk].bytes.len();
+            let marks = slot.get_or_insert_with(|| vec![0; len]);
+            for b in &mut marks[range.clone()] {
+                *b = if i == current { 2 } else { 1 };
+            }
+        }
+    }
+    let backgrounds = [
+        Color32::TRANSPARENT,
+        Color32::from_rgba_unmultiplied(255, 210, 0, 70),
+        Color32::from_rgba_unmultiplied(255, 140, 0, 190),
+    ];
+    let mut current_at = None;
+    for (chunk, marks) in detail.transcript.iter().zip(&marks) {
         let (arrow, color) = match chunk.dir {
             Direction::Rx => ("←", super::rx_color(ui)),
             Direction::Tx => ("→", super::tx_color(ui)),
@@ -251,24 +531,43 @@ fn transcript_job(ui: &Ui, detail: &ConnDetail, view: TranscriptView) -> LayoutJ
             0.0,
             TextFormat::simple(mono.clone(), weak),
         );
-        let body = match view {
-            TranscriptView::Text | TranscriptView::Utf8 => {
-                let mut t = if view == TranscriptView::Text {
-                    payload::to_escaped_text(&chunk.bytes)
-                } else {
-                    payload::to_utf8_text(&chunk.bytes)
-                };
-                if !t.ends_with('\n') {
-                    t.push('\n');
-                }
-                t
+        let mut append = |job: &mut LayoutJob, text: &str, mark: u8| {
+            if mark == 2 && current_at.is_none() {
+                current_at = Some(job.text.len());
             }
-            TranscriptView::Hex => payload::hex_dump(&chunk.bytes),
+            let mut format = TextFormat::simple(mono.clone(), color);
+            format.background = backgrounds[mark as usize];
+            job.append(text, 0.0, format);
         };
-        job.append(&body, 0.0, TextFormat::simple(mono.clone(), color));
+        let mark_of = |i: usize| marks.as_ref().map_or(0, |m| m[i]);
+        match view {
+            TranscriptView::Text | TranscriptView::Utf8 => {
+                let render = if view == TranscriptView::Text {
+                    payload::to_escaped_text
+                } else {
+                    payload::to_utf8_text
+                };
+                // Runs of bytes with the same mark, each rendered apart.
+                let mut from = 0;
+                while from < chunk.bytes.len() {
+                    let mark = mark_of(from);
+                    let to = (from..chunk.bytes.len())
+                        .find(|&i| mark_of(i) != mark)
+                        .unwrap_or(chunk.bytes.len());
+                    append(&mut job, &render(&chunk.bytes[from..to]), mark);
+                    from = to;
+                }
+                if !job.text.ends_with('\n') {
+                    append(&mut job, "\n", 0);
+                }
+            }
+            TranscriptView::Hex => payload::hex_dump_pieces(&chunk.bytes, |piece, at| {
+                append(&mut job, piece, at.map_or(0, mark_of));
+            }),
+        }
     }
     if detail.transcript.is_empty() {
         job.append("(no bytes yet)", 0.0, TextFormat::simple(mono, weak));
     }
-    job
+    (job, current_at)
 }
