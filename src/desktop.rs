@@ -151,7 +151,13 @@ fn app_from_startup(
         }
         None => Box::new(LocalBackend::spawn(config)?),
     };
-    let mut app = MuxscopeApp::new(backend, &start.layout.listen).with_files(files);
+    // Attached to another muxscope, this window has asked for no address.
+    let requested = if cli.attach.is_some() {
+        ""
+    } else {
+        &start.layout.listen
+    };
+    let mut app = MuxscopeApp::new(backend, requested).with_files(files);
     app.apply_layout(start.layout, false);
     app.layout_path = start.layout_path;
     for p in start.problems {
@@ -189,6 +195,7 @@ pub fn run(cli: Cli) -> ExitCode {
         layouts_dir: Some(paths::layouts_dir()),
         recent_list: Some(paths::recent_path()),
         log: log.clone(),
+        crash_snapshot: Some(remember_for_crash),
     };
     let _ = std::fs::create_dir_all(paths::layouts_dir());
     let start = startup(&cli, Some(&autosave));

@@ -838,3 +838,62 @@ fn transcript_search_and_copy() {
         "{text}"
     );
 }
+
+/// Listening on port 0 keeps ":0" in the field and in the saved layout (the
+/// status names the port the engine got), and the server bar counts open
+/// connections from the same table as the Connections pane.
+#[test]
+fn port_zero_stays_zero_and_counts_agree() {
+    let (mut h, addr) = start();
+    assert_ne!(addr.port(), 0);
+    assert_eq!(h.state().layout().listen, "127.0.0.1:0");
+    assert!(
+        h.query_all_by_label_contains(&format!("listening on {addr}"))
+            .next()
+            .is_some(),
+        "the status names the real port"
+    );
+    // Listen again on port 0, as a user recovering from a port in use does.
+    click(&mut h, "Restart");
+    let moved = wait_for(&mut h, "the engine to listen on a new port", |h| {
+        match h.state().monitor.stats.as_ref()?.listen {
+            ListenState::Listening(a) if a != addr => Some(a),
+            _ => None,
+        }
+    });
+    h.run_steps(2);
+    assert_eq!(h.state().server_bar.listen_text, "127.0.0.1:0");
+    assert_eq!(h.state().layout().listen, "127.0.0.1:0");
+    let clients: Vec<TcpStream> = (0..3).map(|_| connect(moved)).collect();
+    for c in &clients {
+        wait_row(&mut h, c);
+    }
+    wait_for(&mut h, "the bar and the table to say 3 open", |h| {
+        (h.query_by_label("3 open").is_some() && h.query_by_label_contains("· 3 open ·").is_some())
+            .then_some(())
+    });
+}
+
+/// An empty table says where to point a client, and copies a command that
+/// does it.
+#[test]
+fn empty_table_says_how_to_connect() {
+    let (mut h, addr) = start();
+    wait_for(&mut h, "the first-run hint", |h| {
+        h.query_by_label(&format!("Point your client at {addr}"))
+            .map(|_| ())
+    });
+    click(&mut h, "📋 Copy");
+    assert_eq!(
+        copied(&h).as_deref(),
+        Some(format!("nc 127.0.0.1 {}", addr.port()).as_str())
+    );
+    let client = connect(addr);
+    wait_row(&mut h, &client);
+    h.run_steps(2);
+    assert!(
+        h.query_by_label(&format!("Point your client at {addr}"))
+            .is_none(),
+        "the hint gives way to the rows"
+    );
+}

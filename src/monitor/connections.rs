@@ -54,6 +54,22 @@ impl Column {
             Column::LastActivity => "last activity",
         }
     }
+
+    /// What the column holds, for its header's tooltip.
+    pub fn description(self) -> &'static str {
+        match self {
+            Column::Id => "Connection id, in order of accept (never reused)",
+            Column::Peer => "The client's address and port",
+            Column::State => "Open, paused (and why), closing, or how it closed",
+            Column::Age => "Time since accept (until close, for closed rows)",
+            Column::Rx => "Bytes received from the client",
+            Column::Tx => "Bytes sent to the client",
+            Column::Queued => "Bytes waiting to be written to the client",
+            Column::Msgs => "Messages waiting in the queue",
+            Column::HighWater => "The most bytes ever queued for this client",
+            Column::LastActivity => "Time since muxscope last read from or wrote to it",
+        }
+    }
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

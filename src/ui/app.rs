@@ -42,6 +42,10 @@ pub struct AppFiles {
     pub recent_list: Option<PathBuf>,
     /// The log file, when logging goes to a file.
     pub log: Option<PathBuf>,
+    /// Handed the layout every few seconds, for the shell's panic hook to
+    /// restore after a crash. The shell passes it in; the UI does not know
+    /// which shell hosts it.
+    pub crash_snapshot: Option<fn(&SessionLayout)>,
 }
 
 pub struct MuxscopeApp {
@@ -159,10 +163,9 @@ impl MuxscopeApp {
 
     /// The session as it is arranged now.
     pub fn layout(&self) -> SessionLayout {
-        let listen = match self.monitor.stats.as_ref().map(|s| &s.listen) {
-            Some(ListenState::Listening(addr)) => addr.to_string(),
-            _ => self.server_bar.listen_text.trim().to_owned(),
-        };
+        let listen = self
+            .server_bar
+            .listen_for_layout(self.monitor.stats.as_ref().map(|s| &s.listen));
         SessionLayout {
             version: layout::LAYOUT_VERSION,
             listen,
@@ -196,6 +199,7 @@ impl MuxscopeApp {
         self.zoom = layout.zoom;
         self.server_bar.listen_text = layout.listen.clone();
         if steer_engine {
+            self.server_bar.request(&layout.listen);
             let listening_there = matches!(
                 self.monitor.stats.as_ref().map(|s| &s.listen),
                 Some(ListenState::Listening(a)) if a.to_string() == layout.listen
@@ -280,11 +284,19 @@ impl MuxscopeApp {
             self.dialog = Some(FileDialog::new(DialogKind::Open, &dir, None));
             ui.close();
         }
-        if let Some(path) = self.layout_path.clone()
-            && ui
-                .button("Save layout")
-                .on_hover_text(path.display().to_string())
-                .clicked()
+        // Always present (disabled without a file), so the items below
+        // never move.
+        let path = self.layout_path.clone();
+        let hint = match &path {
+            Some(p) => p.display().to_string(),
+            None => "No layout file yet: use Save layout as…".to_owned(),
+        };
+        let save = ui
+            .add_enabled(path.is_some(), egui::Button::new("Save layout"))
+            .on_hover_text(&hint)
+            .on_disabled_hover_text(&hint);
+        if let Some(path) = path
+            && save.clicked()
         {
             self.save_layout_to(&path);
             ui.close();
@@ -332,7 +344,9 @@ impl MuxscopeApp {
                     self.layout_file_items(ui);
                     ui.separator();
                     if ui.button("Quit").clicked() {
+                        ui.close();
                         ui.ctx().send_viewport_cmd(egui::ViewportCommand::Close);
+                        ui.ctx().request_repaint();
                     }
                 }
             });
@@ -472,16 +486,17 @@ impl MuxscopeApp {
 
     /// Keep a recent copy of the layout where the panic hook can find it.
     fn snapshot_for_crash(&mut self) {
-        if self.files.autosave.is_none()
-            || self
-                .last_snapshot
-                .is_some_and(|t| t.elapsed() < SNAPSHOT_EVERY)
+        let Some(remember) = self.files.crash_snapshot else {
+            return;
+        };
+        if self
+            .last_snapshot
+            .is_some_and(|t| t.elapsed() < SNAPSHOT_EVERY)
         {
             return;
         }
         self.last_snapshot = Some(Instant::now());
-        #[cfg(not(target_arch = "wasm32"))]
-        crate::desktop::remember_for_crash(&self.layout());
+        remember(&self.layout());
     }
 }
 

@@ -5,7 +5,7 @@ use super::{PaneCtx, labelled};
 use crate::format;
 use crate::monitor::connections::state_label_at;
 use crate::monitor::{Column, Sort};
-use crate::protocol::{Command, ConnCounters, ConnId, ConnState};
+use crate::protocol::{Command, ConnCounters, ConnId, ConnState, ListenState};
 use egui::{Align, Layout, RichText, Sense, Ui};
 use egui_extras::{Column as TableColumn, TableBuilder};
 use serde::{Deserialize, Serialize};
@@ -27,13 +27,17 @@ pub struct ConnectionsPane {
     pub table_generation: u32,
 }
 
+/// Widths that fit the usual text of each column in a 1280 px window
+/// ("paused (backpressure)", "closing (reset in 1.2 s)", "queue peak");
+/// longer text (close reasons) is clipped and shown whole on hover.
 fn default_width(col: Column) -> f32 {
     match col {
         Column::Id => 44.0,
-        Column::Peer => 122.0,
-        Column::State => 112.0,
-        Column::Age | Column::Queued => 56.0,
-        Column::Msgs => 38.0,
+        Column::Peer => 128.0,
+        Column::State => 158.0,
+        Column::Age | Column::Queued => 60.0,
+        Column::Msgs => 42.0,
+        Column::HighWater => 78.0,
         Column::LastActivity => 90.0,
         _ => 64.0,
     }
@@ -81,6 +85,10 @@ impl ConnectionsPane {
                 .weak(),
             );
         });
+        if table.is_empty() {
+            first_run_hint(ui, ctx.monitor.stats.as_ref().map(|s| &s.listen));
+            return;
+        }
         // Re-read: the filter may have changed above.
         table.view(self.sort, &self.filter);
         let table = &ctx.monitor.connections;
@@ -125,7 +133,7 @@ impl ConnectionsPane {
                         }
                         if ui
                             .add(egui::Button::new(RichText::new(title).strong()).frame(false))
-                            .on_hover_text("Sort by this column")
+                            .on_hover_text(format!("{}. Click to sort by it.", col.description()))
                             .clicked()
                         {
                             if self.sort.column == col {
@@ -148,14 +156,18 @@ impl ConnectionsPane {
                 body.rows(ROW_HEIGHT, order.len(), |mut row| {
                     let id = order[row.index()];
                     let Some(c) = table.get(id) else { return };
-                    row.set_selected(ctx.selection.is_selected(id));
+                    let selected = ctx.selection.is_selected(id);
+                    row.set_selected(selected);
                     let closed = matches!(c.state, ConnState::Closed(_));
                     for &col in &columns {
                         row.col(|ui| {
-                            if closed {
+                            // Closed rows are dimmed, and state colours
+                            // give way to the selection's own text colour
+                            // (red on blue read badly).
+                            if closed && !selected {
                                 ui.disable();
                             }
-                            cell(ui, c, col, now);
+                            cell(ui, c, col, now, selected);
                         });
                     }
                     let response = row.response();
@@ -214,10 +226,14 @@ fn row_menu(
     }
 }
 
-fn cell(ui: &mut Ui, c: &ConnCounters, col: Column, now: u64) {
+fn cell(ui: &mut Ui, c: &ConnCounters, col: Column, now: u64, selected: bool) {
     let text = match col {
         Column::Id => c.id.to_string(),
-        Column::Peer => c.peer.to_string(),
+        Column::Peer => {
+            let peer = c.peer.to_string();
+            ui.label(&peer).on_hover_text(peer);
+            return;
+        }
         Column::State => {
             let label = state_label_at(c, now);
             if let ConnState::Closing { .. } = c.state {
@@ -233,11 +249,12 @@ fn cell(ui: &mut Ui, c: &ConnCounters, col: Column, now: u64) {
                 ConnState::Closed(_) => Some(super::error_color(ui)),
                 _ => Some(super::warn_color(ui)),
             };
-            let text = RichText::new(label);
+            let text = RichText::new(&label);
             ui.label(match color {
-                Some(color) => text.color(color),
-                None => text,
-            });
+                Some(color) if !selected => text.color(color),
+                _ => text,
+            })
+            .on_hover_text(label);
             return;
         }
         Column::Age => {
@@ -252,10 +269,45 @@ fn cell(ui: &mut Ui, c: &ConnCounters, col: Column, now: u64) {
         Column::Queued => format::bytes(c.queued_bytes),
         Column::Msgs => c.queued_msgs.to_string(),
         Column::HighWater => format::bytes(c.queue_high_water),
-        Column::LastActivity => format!(
-            "{} ago",
-            format::duration_micros(now.saturating_sub(c.last_activity))
-        ),
+        Column::LastActivity => {
+            let ago = format::duration_micros(now.saturating_sub(c.last_activity));
+            // While reading is paused the client may well be sending; the
+            // clock only says muxscope has not looked.
+            if c.read_paused && matches!(c.state, ConnState::Open) {
+                format!("{ago} ago (paused)")
+            } else {
+                format!("{ago} ago")
+            }
+        }
     };
     ui.label(text);
+}
+
+/// What an empty table says: where to point a client, with a command to
+/// copy.
+fn first_run_hint(ui: &mut Ui, listen: Option<&ListenState>) {
+    ui.add_space(24.0);
+    ui.vertical_centered(|ui| {
+        let Some(ListenState::Listening(addr)) = listen else {
+            ui.label(
+                RichText::new("Not listening: enter an address above and press Start.").weak(),
+            );
+            return;
+        };
+        ui.label(RichText::new("No connections yet.").strong());
+        ui.label(format!("Point your client at {addr}"));
+        // nc wants the host and the port apart; an IPv6 host has no brackets.
+        let example = format!("nc {} {}", addr.ip(), addr.port());
+        ui.horizontal(|ui| {
+            ui.label("for example");
+            ui.label(RichText::new(&example).monospace());
+            if ui
+                .button("📋 Copy")
+                .on_hover_text("Copy this command")
+                .clicked()
+            {
+                ui.ctx().copy_text(example.clone());
+            }
+        });
+    });
 }

@@ -80,12 +80,7 @@ type SearchResult = Result<Arc<Vec<Match>>, String>;
 impl TranscriptSearch {
     /// The matches in `detail` (recomputed only when it or the query
     /// changed), or why the query is not bytes.
-    fn matches(
-        &mut self,
-        id: ConnId,
-        snapshot: u64,
-        detail: &ConnDetail,
-    ) -> SearchResult {
+    fn matches(&mut self, id: ConnId, snapshot: u64, detail: &ConnDetail) -> SearchResult {
         let key = (id, snapshot, self.query.clone(), self.hex);
         if let Some((k, result)) = &self.found
             && *k == key

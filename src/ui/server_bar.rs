@@ -8,9 +8,15 @@ use egui::{RichText, Ui};
 
 #[derive(Debug, Default)]
 pub struct ServerBar {
-    /// The address being edited; filled from the engine until the user types.
+    /// The address being edited.
     pub listen_text: String,
     edited: bool,
+    /// The address this window last asked the engine to listen on, as
+    /// typed: `127.0.0.1:0` stays `:0` (what a layout saves), while the
+    /// status shows the port the engine got. Empty when this window never
+    /// asked (a viewer attached to a running server): the field then shows
+    /// the engine's address.
+    pub requested: String,
 }
 
 impl ServerBar {
@@ -18,13 +24,31 @@ impl ServerBar {
         ServerBar {
             listen_text: listen.to_owned(),
             edited: false,
+            requested: listen.to_owned(),
         }
+    }
+
+    /// The address a layout should store.
+    pub fn listen_for_layout(&self, engine: Option<&ListenState>) -> String {
+        match engine {
+            _ if !self.requested.is_empty() => self.requested.clone(),
+            Some(ListenState::Listening(addr)) => addr.to_string(),
+            _ => self.listen_text.trim().to_owned(),
+        }
+    }
+
+    /// This window asks the engine to listen on `addr`.
+    pub fn request(&mut self, addr: &str) {
+        self.listen_text = addr.to_owned();
+        self.requested = addr.to_owned();
+        self.edited = false;
     }
 
     pub fn ui(&mut self, ui: &mut Ui, ctx: &mut PaneCtx) {
         let stats = ctx.monitor.stats.clone();
         let listen = stats.as_ref().map(|s| s.listen.clone());
         if !self.edited
+            && self.requested.is_empty()
             && let Some(ListenState::Listening(addr)) = &listen
         {
             self.listen_text = addr.to_string();
@@ -40,10 +64,9 @@ impl ServerBar {
             let listening = matches!(listen, Some(ListenState::Listening(_)));
             let start_label = if listening { "Restart" } else { "Start" };
             if ui.button(start_label).clicked() || enter {
-                ctx.commands.push(Command::Listen {
-                    addr: self.listen_text.trim().to_owned(),
-                });
-                self.edited = false;
+                let addr = self.listen_text.trim().to_owned();
+                self.request(&addr);
+                ctx.commands.push(Command::Listen { addr });
             }
             if ui
                 .add_enabled(listening, egui::Button::new("Stop"))
@@ -97,11 +120,18 @@ impl ServerBar {
             };
             let latest = ctx.monitor.rates.latest().copied();
             let (rx_rate, tx_rate) = latest.map(|p| (p.rx_per_sec, p.tx_per_sec)).unwrap_or_default();
-            ui.label(format!("{} connections", s.connections));
+            // The table's count, so the bar and the table never disagree
+            // while a burst of accepts or closes is on its way.
+            ui.label(format!("{} open", ctx.monitor.connections.open_count()))
+                .on_hover_text(format!("{} accepted since the engine started", s.accepted_total));
             ui.separator();
             ui.label(RichText::new(format!("rx {} ({})", format::bytes(s.rx_bytes), format::rate(rx_rate))).color(super::rx_color(ui)));
             ui.label(RichText::new(format!("tx {} ({})", format::bytes(s.tx_bytes), format::rate(tx_rate))).color(super::tx_color(ui)));
-            ui.label(format!("queued {}", format::bytes(s.queued_bytes)));
+            ui.label(format!("queued {}", format::bytes(s.queued_bytes)))
+                .on_hover_text(format!(
+                    "Bytes waiting to be written, all clients together. Each client may queue up to {} before muxscope stops reading it.",
+                    format::bytes(s.queue_limit)
+                ));
             ui.separator();
             ui.label(format!("{} events/s", format::count(s.events_per_sec)));
             ui.label(format!("{} polls/s", format::count(s.polls_per_sec)));
