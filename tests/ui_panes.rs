@@ -739,9 +739,9 @@ fn manual_mode_stops_echo() {
     round_trip(&mut a, b"again");
 }
 
-/// Click through a menu and its submenus with the pointer, as a person
-/// does, waiting for each item to appear.
-fn menu_path(h: &mut App, path: &[&str]) {
+/// Click each widget in turn with the pointer, as a person does (menus,
+/// submenus, tabs), waiting for each to appear.
+fn click_through(h: &mut App, path: &[&str]) {
     for item in path {
         let at = wait_for(h, &format!("the menu item '{item}'"), |h| {
             h.query_by_label(item).map(|n| n.rect().center())
@@ -823,7 +823,7 @@ fn transcript_search_and_copy() {
         "a bad hex query is explained"
     );
 
-    menu_path(&mut h, &["Copy", "Received only", "Python bytes"]);
+    click_through(&mut h, &["Copy", "Received only", "Python bytes"]);
     let text = copied(&h).expect("Python bytes were copied");
     assert!(
         text.contains("rx_0 = b'PING 1\\r\\n'\n")
@@ -831,7 +831,7 @@ fn transcript_search_and_copy() {
             && text.contains("rx_2 = b'NG 2\\r\\n\\xff'\n"),
         "{text}"
     );
-    menu_path(&mut h, &["Copy", "Both directions", "C arrays"]);
+    click_through(&mut h, &["Copy", "Both directions", "C arrays"]);
     let text = copied(&h).expect("C arrays were copied");
     assert!(
         text.contains("static const unsigned char rx_1[2] = {\n    0x50, 0x49\n};"),
@@ -895,5 +895,38 @@ fn empty_table_says_how_to_connect() {
         h.query_by_label(&format!("Point your client at {addr}"))
             .is_none(),
         "the hint gives way to the rows"
+    );
+}
+
+/// The throughput plot can follow the selected connection: its own rates,
+/// from the counters of that connection alone.
+#[test]
+fn plot_follows_the_selected_connection() {
+    let (mut h, addr) = start();
+    let mut quiet = connect(addr);
+    let mut busy = connect(addr);
+    round_trip(&mut quiet, b"q");
+    round_trip(&mut busy, b"b");
+    let id = wait_row(&mut h, &busy);
+    let quiet_id = wait_row(&mut h, &quiet);
+    click_row(&mut h, id);
+    click_through(&mut h, &["Throughput", "selected connections (1)"]);
+    assert_eq!(
+        h.state().panes.plot.scope,
+        muxscope::ui::plot::PlotScope::Selected
+    );
+    let block = vec![b'x'; 64 * 1024];
+    wait_for(&mut h, "the selected connection's own rate", |h| {
+        round_trip(&mut busy, &block);
+        let series = h.state().monitor.rates.conn(id)?;
+        series
+            .points()
+            .iter()
+            .any(|p| p.rx_per_sec > 0.0 && p.tx_per_sec > 0.0)
+            .then_some(())
+    });
+    assert!(
+        h.state().monitor.rates.conn(quiet_id).is_none(),
+        "only the selection is followed"
     );
 }

@@ -67,7 +67,7 @@ impl Monitor {
             self.details_received += 1;
         }
         if let Some(s) = batch.stats {
-            self.rates.observe(&s);
+            self.rates.observe(&s, &self.connections);
             self.engine_dropped = self.engine_dropped.max(s.dropped_events);
             self.stats = Some(s);
         }

@@ -1,11 +1,15 @@
-//! Per-second throughput series for the plot, derived from the engine's
-//! cumulative totals.
+//! Per-second throughput series for the plot, derived from cumulative
+//! totals: the engine's, and those of a few watched connections.
 
-use crate::protocol::{EngineStats, Micros};
-use std::collections::VecDeque;
+use super::ConnectionTable;
+use crate::protocol::{ConnId, EngineStats, Micros};
+use std::collections::{HashMap, VecDeque};
 
 /// Five minutes at the engine's four stats per second.
 const MAX_POINTS: usize = 1200;
+/// Connections whose throughput is followed at once (the plot draws the
+/// selection's first few).
+pub const MAX_WATCHED: usize = 4;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RatePoint {
@@ -16,16 +20,17 @@ pub struct RatePoint {
     pub events_per_sec: f64,
 }
 
+/// A rate series built from samples of two cumulative byte counters.
 #[derive(Debug, Default)]
-pub struct Rates {
+pub struct Series {
     points: VecDeque<RatePoint>,
     last: Option<(Micros, u64, u64)>,
 }
 
-impl Rates {
-    pub fn observe(&mut self, s: &EngineStats) {
-        if let Some((at, rx, tx)) = self.last {
-            let dt = s.at.saturating_sub(at) as f64 / 1e6;
+impl Series {
+    fn sample(&mut self, at: Micros, rx: u64, tx: u64, events_per_sec: f64) {
+        if let Some((last_at, last_rx, last_tx)) = self.last {
+            let dt = at.saturating_sub(last_at) as f64 / 1e6;
             if dt <= 0.0 {
                 return;
             }
@@ -33,20 +38,112 @@ impl Rates {
                 self.points.pop_front();
             }
             self.points.push_back(RatePoint {
-                t: s.at as f64 / 1e6,
-                rx_per_sec: s.rx_bytes.saturating_sub(rx) as f64 / dt,
-                tx_per_sec: s.tx_bytes.saturating_sub(tx) as f64 / dt,
-                events_per_sec: s.events_per_sec,
+                t: at as f64 / 1e6,
+                rx_per_sec: rx.saturating_sub(last_rx) as f64 / dt,
+                tx_per_sec: tx.saturating_sub(last_tx) as f64 / dt,
+                events_per_sec,
             });
         }
-        self.last = Some((s.at, s.rx_bytes, s.tx_bytes));
+        self.last = Some((at, rx, tx));
     }
 
     pub fn points(&self) -> &VecDeque<RatePoint> {
         &self.points
     }
+}
+
+#[derive(Debug, Default)]
+pub struct Rates {
+    /// The whole engine.
+    total: Series,
+    /// Watched connections, sampled at the same instants as the total
+    /// from the table's latest counters, from when they were first watched.
+    conns: HashMap<ConnId, Series>,
+}
+
+impl Rates {
+    /// Take a sample at the engine's stats; `table` has the counters that
+    /// came with (or before) them.
+    pub fn observe(&mut self, s: &EngineStats, table: &ConnectionTable) {
+        self.total
+            .sample(s.at, s.rx_bytes, s.tx_bytes, s.events_per_sec);
+        for (id, series) in &mut self.conns {
+            if let Some(c) = table.get(*id) {
+                series.sample(s.at, c.rx_bytes, c.tx_bytes, 0.0);
+            }
+        }
+    }
+
+    /// Follow these connections (at most [`MAX_WATCHED`]) and forget others.
+    pub fn watch(&mut self, ids: &[ConnId]) {
+        let ids = &ids[..ids.len().min(MAX_WATCHED)];
+        self.conns.retain(|id, _| ids.contains(id));
+        for id in ids {
+            self.conns.entry(*id).or_default();
+        }
+    }
+
+    pub fn points(&self) -> &VecDeque<RatePoint> {
+        self.total.points()
+    }
+
+    /// A watched connection's series.
+    pub fn conn(&self, id: ConnId) -> Option<&Series> {
+        self.conns.get(&id)
+    }
 
     pub fn latest(&self) -> Option<&RatePoint> {
-        self.points.back()
+        self.total.points.back()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::monitor::connections::tests::row;
+
+    fn stats(at_s: u64, rx: u64, tx: u64) -> EngineStats {
+        EngineStats {
+            at: at_s * 1_000_000,
+            started_unix_ms: 0,
+            listen: crate::protocol::ListenState::Stopped,
+            mode: crate::protocol::Mode::Echo,
+            connections: 1,
+            accepted_total: 1,
+            rx_bytes: rx,
+            tx_bytes: tx,
+            queued_bytes: 0,
+            events_total: 0,
+            events_per_sec: 0.0,
+            polls_per_sec: 0.0,
+            dropped_events: 0,
+            accept_paused: false,
+            queue_limit: 1 << 20,
+        }
+    }
+
+    #[test]
+    fn watched_connections_get_their_own_rates_from_when_watched() {
+        let mut table = ConnectionTable::default();
+        let mut rates = Rates::default();
+        table.upsert(row(1, 5000, 100));
+        rates.observe(&stats(1, 100, 100), &table);
+        rates.watch(&[ConnId(1), ConnId(2)]);
+        rates.observe(&stats(2, 300, 300), &table);
+        table.upsert(row(1, 5000, 400));
+        rates.observe(&stats(4, 700, 700), &table);
+        let total: Vec<f64> = rates.points().iter().map(|p| p.rx_per_sec).collect();
+        assert_eq!(total, [200.0, 200.0]);
+        let one: Vec<(f64, f64)> = rates
+            .conn(ConnId(1))
+            .unwrap()
+            .points()
+            .iter()
+            .map(|p| (p.t, p.rx_per_sec))
+            .collect();
+        assert_eq!(one, [(4.0, 150.0)], "one sample after watching began");
+        assert!(rates.conn(ConnId(2)).unwrap().points().is_empty());
+        rates.watch(&[ConnId(2)]);
+        assert!(rates.conn(ConnId(1)).is_none(), "unwatched is forgotten");
     }
 }

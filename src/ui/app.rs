@@ -450,6 +450,9 @@ impl MuxscopeApp {
                 });
             });
         });
+        // The selection's throughput is followed whether or not the plot
+        // shows it, so switching the plot to it shows some history.
+        self.monitor.rates.watch(&self.selection.primary_first());
         let pane_ctx = PaneCtx {
             monitor: &mut self.monitor,
             selection: &mut self.selection,

@@ -13,6 +13,12 @@ pub struct Selection {
 }
 
 impl Selection {
+    /// The selected connections, the primary (inspected) one first.
+    pub fn primary_first(&self) -> Vec<ConnId> {
+        let rest = self.conns.iter().filter(|&&id| Some(id) != self.primary);
+        self.primary.into_iter().chain(rest.copied()).collect()
+    }
+
     pub fn click(&mut self, id: ConnId, toggle: bool, extend: bool, order: &[ConnId]) {
         if extend && let Some(anchor) = self.primary {
             let pos = |c| order.iter().position(|&x| x == c);
