@@ -94,6 +94,29 @@ impl egui_tiles::Behavior<PaneKind> for Behavior<'_, '_> {
         UiResponse::None
     }
 
+    /// As wide as the splitter's grab zone, so the zone lies in the gap and
+    /// never over the tab strip next to it (with egui_tiles' 1 px gap it
+    /// reached 5 px into the tabs, and a tab drag became a resize).
+    fn gap_width(&self, style: &egui::Style) -> f32 {
+        2.0 * style.interaction.resize_grab_radius_side
+    }
+
+    /// A thin line in the middle of the wider gap while idle.
+    fn resize_stroke(&self, style: &egui::Style, state: egui_tiles::ResizeState) -> egui::Stroke {
+        match state {
+            egui_tiles::ResizeState::Idle => {
+                egui::Stroke::new(1.0, style.visuals.widgets.noninteractive.bg_stroke.color)
+            }
+            egui_tiles::ResizeState::Hovering => style.visuals.widgets.hovered.fg_stroke,
+            egui_tiles::ResizeState::Dragging => style.visuals.widgets.active.fg_stroke,
+        }
+    }
+
+    /// Taller tabs are an easier target to grab and to drop on.
+    fn tab_bar_height(&self, _style: &egui::Style) -> f32 {
+        28.0
+    }
+
     fn simplification_options(&self) -> SimplificationOptions {
         // Tabs on every pane give each a title and a handle to drag it by.
         SimplificationOptions {
