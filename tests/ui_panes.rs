@@ -883,7 +883,7 @@ fn empty_table_says_how_to_connect() {
         h.query_by_label(&format!("Point your client at {addr}"))
             .map(|_| ())
     });
-    click(&mut h, "📋 Copy");
+    click(&mut h, "Copy command");
     assert_eq!(
         copied(&h).as_deref(),
         Some(format!("nc 127.0.0.1 {}", addr.port()).as_str())

@@ -32,14 +32,14 @@ pub struct ConnectionsPane {
 /// longer text (close reasons) is clipped and shown whole on hover.
 fn default_width(col: Column) -> f32 {
     match col {
-        Column::Id => 44.0,
-        Column::Peer => 128.0,
-        Column::State => 158.0,
-        Column::Age | Column::Queued => 60.0,
-        Column::Msgs => 42.0,
-        Column::HighWater => 78.0,
+        Column::Id => 40.0,
+        Column::Peer => 118.0,
+        Column::State => 150.0,
+        Column::Age => 52.0,
+        Column::Msgs => 40.0,
+        Column::HighWater => 76.0,
         Column::LastActivity => 90.0,
-        _ => 64.0,
+        Column::Rx | Column::Tx | Column::Queued => 60.0,
     }
 }
 
@@ -298,16 +298,13 @@ fn first_run_hint(ui: &mut Ui, listen: Option<&ListenState>) {
         ui.label(format!("Point your client at {addr}"));
         // nc wants the host and the port apart; an IPv6 host has no brackets.
         let example = format!("nc {} {}", addr.ip(), addr.port());
-        ui.horizontal(|ui| {
-            ui.label("for example");
-            ui.label(RichText::new(&example).monospace());
-            if ui
-                .button("📋 Copy")
-                .on_hover_text("Copy this command")
-                .clicked()
-            {
-                ui.ctx().copy_text(example.clone());
-            }
-        });
+        ui.label(RichText::new(format!("for example:  {example}")).monospace());
+        if ui
+            .button("Copy command")
+            .on_hover_text("Copy this command to the clipboard")
+            .clicked()
+        {
+            ui.ctx().copy_text(example);
+        }
     });
 }

@@ -188,7 +188,12 @@ impl InspectorPane {
             .show(ui, |ui| counters_grid(ui, &counters, now, queue_limit));
 
         let Some(detail) = ctx.monitor.detail(id) else {
-            ui.label(RichText::new("loading transcript…").weak());
+            let why = if closed {
+                "It closed before it was inspected, so no transcript was kept for it."
+            } else {
+                "loading transcript…"
+            };
+            ui.label(RichText::new(why).weak());
             return;
         };
         let snapshot = ctx.monitor.details_received();
@@ -343,15 +348,22 @@ impl InspectorPane {
                     } else {
                         ui.label(format!("{} of {n}{more}", search.current + 1));
                     }
-                    ui.add_enabled_ui(n > 0, |ui| {
-                        if ui.button("⏶").on_hover_text("Previous match").clicked() {
-                            search.step(n, false);
-                        }
-                        if ui.button("⏷").on_hover_text("Next match (Enter)").clicked() || entered
-                        {
-                            search.step(n, true);
-                        }
-                    });
+                    // One widget each: an enabled-scope would stack them.
+                    let prev = egui::Button::new("⏶");
+                    if ui
+                        .add_enabled(n > 0, prev)
+                        .on_hover_text("Previous match")
+                        .clicked()
+                    {
+                        search.step(n, false);
+                    }
+                    let next = egui::Button::new("⏷");
+                    let next = ui
+                        .add_enabled(n > 0, next)
+                        .on_hover_text("Next match (Enter)");
+                    if next.clicked() || entered {
+                        search.step(n, true);
+                    }
                     if entered {
                         field.request_focus();
                     }
@@ -363,18 +375,27 @@ impl InspectorPane {
     }
 }
 
-/// Counters, spelled out.
+/// Counters, spelled out, one topic a row (two columns, so a narrow
+/// inspector wraps values instead of clipping them).
 fn counters_grid(ui: &mut Ui, counters: &ConnCounters, now: u64, queue_limit: Option<u64>) {
     let closed = matches!(counters.state, ConnState::Closed(_));
+    let end = if closed { counters.last_activity } else { now };
     egui::Grid::new("inspector-counters")
-        .num_columns(4)
-        .spacing([16.0, 2.0])
+        .num_columns(2)
+        .spacing([12.0, 2.0])
         .show(ui, |ui| {
-            let end = if closed { counters.last_activity } else { now };
-            ui.label("received");
-            ui.label(RichText::new(format::bytes(counters.rx_bytes)).color(super::rx_color(ui)));
-            ui.label("sent");
-            ui.label(RichText::new(format::bytes(counters.tx_bytes)).color(super::tx_color(ui)));
+            ui.label("bytes");
+            ui.horizontal_wrapped(|ui| {
+                ui.label(
+                    RichText::new(format!("{} received", format::bytes(counters.rx_bytes)))
+                        .color(super::rx_color(ui)),
+                );
+                ui.label("·");
+                ui.label(
+                    RichText::new(format!("{} sent", format::bytes(counters.tx_bytes)))
+                        .color(super::tx_color(ui)),
+                );
+            });
             ui.end_row();
             ui.label("queued");
             let limit = match queue_limit {
@@ -382,37 +403,42 @@ fn counters_grid(ui: &mut Ui, counters: &ConnCounters, now: u64, queue_limit: Op
                 None => String::new(),
             };
             ui.label(format!(
-                "{} in {} msgs{limit}",
+                "{} in {} msgs{limit} · peak {}",
                 format::bytes(counters.queued_bytes),
-                counters.queued_msgs
+                counters.queued_msgs,
+                format::bytes(counters.queue_high_water)
             ))
             .on_hover_text(
                 "Bytes waiting to be written to this client. At the limit, muxscope \
-                 stops reading it (backpressure) until the queue drains.",
+                 stops reading it (backpressure) until the queue drains. The peak is the \
+                 most ever queued.",
             );
-            ui.label("queue peak");
-            ui.label(format::bytes(counters.queue_high_water));
             ui.end_row();
             ui.label("age");
-            ui.label(format::duration_micros(
-                end.saturating_sub(counters.opened_at),
-            ));
-            ui.label("last read/write");
             let since = format::duration_micros(end.saturating_sub(counters.last_activity));
             let last = if closed {
-                format!("{since} before it closed")
+                format!("last read/write {since} before it closed")
             } else if counters.read_paused {
-                format!("{since} ago (reading paused: its bytes wait in the kernel)")
+                format!(
+                    "last read/write {since} ago (reading paused: its bytes wait in the kernel)"
+                )
             } else {
-                format!("{since} ago")
+                format!("last read/write {since} ago")
             };
-            ui.label(last);
+            ui.label(format!(
+                "{} · {last}",
+                format::duration_micros(end.saturating_sub(counters.opened_at))
+            ));
             ui.end_row();
             let e = counters.events;
-            ui.label("readiness events");
-            ui.label(format!("{} readable · {} writable", e.readable, e.writable))
-                .on_hover_text("How often mio reported this socket readable or writable");
-            ui.label("closes and errors");
+            ui.label("readiness");
+            ui.label(format!(
+                "{} readable · {} writable events",
+                e.readable, e.writable
+            ))
+            .on_hover_text("How often mio reported this socket readable or writable");
+            ui.end_row();
+            ui.label("closes");
             ui.label(format!(
                 "{} read closed · {} write closed · {} errors",
                 e.read_closed, e.write_closed, e.error

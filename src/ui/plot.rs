@@ -70,6 +70,7 @@ impl PlotPane {
             .include_y(0.0)
             .include_y(MIN_Y_RANGE)
             .x_axis_label("seconds before now")
+            .x_grid_spacer(seconds_marks)
             .x_axis_formatter(|mark, _| seconds_before_now(mark.value))
             .y_grid_spacer(byte_rate_marks)
             .y_axis_formatter(|mark, _| {
@@ -155,8 +156,26 @@ fn byte_rate_marks(input: GridInput) -> Vec<GridMark> {
         .find(|s| *s >= raw)
         .unwrap_or(1024.0 * unit)
         .max(1.0);
+    marks_every(lo.max(0.0), hi, step)
+}
+
+/// Time marks every 1, 2, 5, 10, 15 or 30 s or 1, 2 or 5 min, about five
+/// to a plot, so each label has room (egui_plot drops labels closer than
+/// 60 px, which left only "now").
+fn seconds_marks(input: GridInput) -> Vec<GridMark> {
+    let (lo, hi) = input.bounds;
+    let raw = (hi - lo).max(1.0) / 5.0;
+    let step = [1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0]
+        .into_iter()
+        .find(|s| *s >= raw)
+        .unwrap_or(600.0);
+    marks_every(lo, hi, step)
+}
+
+/// Marks at every multiple of `step` from `lo` to `hi` (at most 100).
+fn marks_every(lo: f64, hi: f64, step: f64) -> Vec<GridMark> {
     let mut marks = Vec::new();
-    let mut v = (lo.max(0.0) / step).ceil() * step;
+    let mut v = (lo / step).ceil() * step;
     while v <= hi && marks.len() < 100 {
         marks.push(GridMark {
             value: v,
@@ -178,6 +197,16 @@ mod tests {
         assert_eq!(seconds_before_now(-120.0), "2 min");
         assert_eq!(seconds_before_now(-90.0), "1 min 30 s");
         assert_eq!(seconds_before_now(5.0), "");
+    }
+
+    #[test]
+    fn time_marks_are_round_and_few() {
+        let marks = seconds_marks(GridInput {
+            bounds: (-62.0, 1.0),
+            base_step_size: 0.0,
+        });
+        let values: Vec<f64> = marks.iter().map(|m| m.value).collect();
+        assert_eq!(values, [-60.0, -45.0, -30.0, -15.0, 0.0]);
     }
 
     #[test]

@@ -55,8 +55,16 @@ pub fn default_tree() -> Tree<PaneKind> {
     if let Some(egui_tiles::Tile::Container(egui_tiles::Container::Linear(linear))) =
         tiles.get_mut(root)
     {
-        linear.shares.set_share(left, 1.6);
+        // Wide enough for every column of the table at 1280 px.
+        linear.shares.set_share(left, 1.8);
         linear.shares.set_share(right, 1.0);
+    }
+    if let Some(egui_tiles::Tile::Container(egui_tiles::Container::Linear(linear))) =
+        tiles.get_mut(right)
+    {
+        // The inspector's transcript is what people read most.
+        linear.shares.set_share(inspector, 1.7);
+        linear.shares.set_share(bottom_right, 1.0);
     }
     Tree::new(egui::Id::unique("muxscope-panes"), root, tiles)
 }
