@@ -8,8 +8,8 @@ use egui_plot::{GridInput, GridMark, Legend, Line, LineStyle, Plot, PlotPoints};
 use std::collections::VecDeque;
 
 /// The y range never shrinks below this, so an idle plot shows a clean
-/// 0–1 KiB/s scale instead of ten labels of "0 B/s".
-const MIN_Y_RANGE: f64 = 1024.0;
+/// 0–16 B/s scale instead of ten labels of "0 B/s".
+const MIN_Y_RANGE: f64 = 16.0;
 
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub enum PlotScope {
