@@ -265,25 +265,11 @@ fn viewer_line(server: &ControlServer, opts: &ControlOptions) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::Mode;
 
     fn stats(listen: ListenState) -> EngineStats {
         EngineStats {
-            at: 0,
-            started_unix_ms: 0,
             listen,
-            mode: Mode::Echo,
-            connections: 0,
-            accepted_total: 0,
-            rx_bytes: 0,
-            tx_bytes: 0,
-            queued_bytes: 0,
-            events_total: 0,
-            events_per_sec: 0.0,
-            polls_per_sec: 0.0,
-            dropped_events: 0,
-            accept_paused: false,
-            queue_limit: 0,
+            ..EngineStats::default()
         }
     }
 

@@ -200,11 +200,25 @@ pub fn to_escaped_text(bytes: &[u8]) -> String {
 }
 
 fn push_ascii_or_escape(out: &mut String, b: u8) {
+    push_byte_escaped(out, b, None);
+    if b == b'\n' {
+        out.push('\n');
+    }
+}
+
+/// One byte as printable ASCII or a backslash escape (`\n \r \t \\
+/// \xNN`), the escapes C, Python and [`parse_escaped`] share; `quote` is
+/// escaped too, for a string literal delimited by it.
+fn push_byte_escaped(out: &mut String, b: u8, quote: Option<u8>) {
     match b {
-        b'\n' => out.push_str("\\n\n"),
+        b'\n' => out.push_str("\\n"),
         b'\r' => out.push_str("\\r"),
         b'\t' => out.push_str("\\t"),
         b'\\' => out.push_str("\\\\"),
+        _ if Some(b) == quote => {
+            out.push('\\');
+            out.push(b as char);
+        }
         0x20..=0x7e => out.push(b as char),
         _ => out.push_str(&format!("\\x{b:02x}")),
     }
@@ -370,15 +384,7 @@ pub fn to_python_bytes(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len() + 3);
     out.push_str("b'");
     for &b in bytes {
-        match b {
-            b'\\' => out.push_str("\\\\"),
-            b'\'' => out.push_str("\\'"),
-            b'\t' => out.push_str("\\t"),
-            b'\n' => out.push_str("\\n"),
-            b'\r' => out.push_str("\\r"),
-            0x20..=0x7e => out.push(b as char),
-            _ => out.push_str(&format!("\\x{b:02x}")),
-        }
+        push_byte_escaped(&mut out, b, Some(b'\''));
     }
     out.push('\'');
     out

@@ -429,16 +429,20 @@ impl ConnCounters {
 }
 
 /// Whether the engine is accepting clients.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ListenState {
     Listening(SocketAddr),
+    #[default]
     Stopped,
-    Failed { addr: String, error: String },
+    Failed {
+        addr: String,
+        error: String,
+    },
 }
 
 /// Engine-wide numbers, sent on every tick. Totals are cumulative; rates are
 /// over the last second.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct EngineStats {
     pub at: Micros,
     /// Wall-clock time of engine start, to render `Micros` as times of day.

@@ -316,23 +316,7 @@ mod tests {
     }
 
     fn stats() -> EngineStats {
-        EngineStats {
-            at: 0,
-            started_unix_ms: 0,
-            listen: crate::protocol::ListenState::Stopped,
-            mode: Mode::Echo,
-            connections: 0,
-            accepted_total: 0,
-            rx_bytes: 0,
-            tx_bytes: 0,
-            queued_bytes: 0,
-            events_total: 0,
-            events_per_sec: 0.0,
-            polls_per_sec: 0.0,
-            dropped_events: 0,
-            accept_paused: false,
-            queue_limit: 0,
-        }
+        EngineStats::default()
     }
 
     #[test]

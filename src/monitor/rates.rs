@@ -105,20 +105,9 @@ mod tests {
     fn stats(at_s: u64, rx: u64, tx: u64) -> EngineStats {
         EngineStats {
             at: at_s * 1_000_000,
-            started_unix_ms: 0,
-            listen: crate::protocol::ListenState::Stopped,
-            mode: crate::protocol::Mode::Echo,
-            connections: 1,
-            accepted_total: 1,
             rx_bytes: rx,
             tx_bytes: tx,
-            queued_bytes: 0,
-            events_total: 0,
-            events_per_sec: 0.0,
-            polls_per_sec: 0.0,
-            dropped_events: 0,
-            accept_paused: false,
-            queue_limit: 1 << 20,
+            ..EngineStats::default()
         }
     }
 
