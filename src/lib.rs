@@ -1,6 +1,7 @@
 //! muxscope: a single-threaded, readiness-driven TCP echo server you can see
 //! into and steer. See the README for the architecture.
 
+pub mod faults;
 pub mod format;
 pub mod layout;
 pub mod monitor;

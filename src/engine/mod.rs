@@ -112,6 +112,10 @@ pub struct EngineConfig {
     pub flush_interval: Duration,
     /// Called (throttled) after a batch was handed over.
     pub notify: Option<Notify>,
+    /// Faults given to every new connection (`--fault`).
+    pub faults: crate::faults::Faults,
+    /// Engine-wide fault on accepting (`--fault accept=…`).
+    pub accept_fault: Option<crate::faults::AcceptFault>,
 }
 
 impl Default for EngineConfig {
@@ -128,6 +132,8 @@ impl Default for EngineConfig {
             // each batch costs the consumer a wake-up.
             flush_interval: Duration::from_millis(15),
             notify: None,
+            faults: crate::faults::Faults::default(),
+            accept_fault: None,
         }
     }
 }
@@ -140,6 +146,8 @@ impl std::fmt::Debug for EngineConfig {
             .field("queue_limit", &self.queue_limit)
             .field("low_water", &self.low_water)
             .field("transcript_limit", &self.transcript_limit)
+            .field("faults", &self.faults)
+            .field("accept_fault", &self.accept_fault)
             .finish_non_exhaustive()
     }
 }
