@@ -14,8 +14,22 @@ use serde::{Deserialize, Serialize};
 /// Milliseconds, the unit of every fault delay.
 pub type Millis = u32;
 
+/// A probability in parts per million (0..=1,000,000): exact in text
+/// ("0.01" is 10,000), comparable and hashable, unlike an `f64`.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Chance(pub u32);
+
+impl Chance {
+    pub const ALWAYS: Chance = Chance(1_000_000);
+
+    /// Whether a uniform draw in 0..1,000,000 falls under this chance.
+    pub fn admits(self, draw: u32) -> bool {
+        draw < self.0
+    }
+}
+
 /// The faults acting on one connection, or given to new connections.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Faults {
     /// Everything sent is held for `delay` ± `jitter`; order is kept.
@@ -37,22 +51,22 @@ pub struct Faults {
     pub reset_after: Option<Limit>,
     /// When the conversation ends, the FIN waits this long.
     pub slow_close: Option<Millis>,
-    /// Each byte sent is altered with this probability (0..=1).
-    pub corrupt: Option<f64>,
+    /// Each byte sent is altered with this probability.
+    pub corrupt: Option<Chance>,
     /// `SO_RCVBUF` of accepted sockets, in bytes.
     pub rcvbuf: Option<u32>,
-    /// The faults apply to this fraction (0..=1) of new connections, drawn
-    /// at accept; `None` means all of them.
-    pub toxicity: Option<f64>,
+    /// The faults apply to this fraction of new connections, drawn at
+    /// accept; `None` means all of them.
+    pub toxicity: Option<Chance>,
 }
 
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Latency {
     pub delay: Millis,
     pub jitter: Millis,
 }
 
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Slice {
     pub min: u32,
     pub max: u32,
@@ -60,7 +74,7 @@ pub struct Slice {
 }
 
 /// When a closing fault fires.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Limit {
     /// Once this many bytes were sent.
     Bytes(u64),
@@ -69,7 +83,7 @@ pub enum Limit {
 }
 
 /// Engine-wide faults on accepting clients.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum AcceptFault {
     /// The listener is closed, so connects are refused.
     Refuse,
