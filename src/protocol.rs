@@ -143,6 +143,11 @@ pub enum CloseReason {
     /// The connection closed while this viewer was behind and its final
     /// counters were not kept; a resynchronising batch said it is gone.
     Missed,
+    /// A `close-after` or `reset-after` fault fired.
+    Fault {
+        limit: crate::faults::Limit,
+        reset: bool,
+    },
 }
 
 impl fmt::Display for CloseReason {
@@ -160,6 +165,19 @@ impl fmt::Display for CloseReason {
                 crate::format::duration_micros(after_ms.saturating_mul(1000))
             ),
             CloseReason::Missed => f.write_str("closed while this viewer was behind"),
+            CloseReason::Fault { limit, reset } => {
+                let how = if *reset { "reset" } else { "closed" };
+                match limit {
+                    crate::faults::Limit::Bytes(n) => {
+                        write!(f, "{how} after {} (fault)", crate::format::bytes(*n))
+                    }
+                    crate::faults::Limit::After(ms) => write!(
+                        f,
+                        "{how} after {} (fault)",
+                        crate::format::duration_micros(u64::from(*ms) * 1000)
+                    ),
+                }
+            }
         }
     }
 }
@@ -263,10 +281,24 @@ pub enum EventKind {
     ModeChanged {
         mode: Mode,
     },
+    /// The faults acting on this connection changed (or, without a
+    /// connection, those given to new ones); `spec` in `--fault` grammar.
+    FaultsSet {
+        spec: String,
+    },
+    /// A fault holds `n` queued bytes back for `wait` more.
+    FaultHeld {
+        n: u64,
+        wait: Micros,
+    },
+    /// The accept fault changed; `None` lifted it.
+    AcceptFaultSet {
+        fault: Option<crate::faults::AcceptFault>,
+    },
 }
 
 /// Every `EventKind::name`, for filter menus.
-pub const KIND_NAMES: [&str; 19] = [
+pub const KIND_NAMES: [&str; 22] = [
     "readiness",
     "accepted",
     "read",
@@ -286,6 +318,9 @@ pub const KIND_NAMES: [&str; 19] = [
     "listen-failed",
     "listen-stopped",
     "mode",
+    "faults",
+    "fault-held",
+    "accept-fault",
 ];
 
 impl EventKind {
@@ -311,6 +346,9 @@ impl EventKind {
             EventKind::ListenFailed { .. } => "listen-failed",
             EventKind::ListenStopped => "listen-stopped",
             EventKind::ModeChanged { .. } => "mode",
+            EventKind::FaultsSet { .. } => "faults",
+            EventKind::FaultHeld { .. } => "fault-held",
+            EventKind::AcceptFaultSet { .. } => "accept-fault",
         }
     }
 
@@ -349,6 +387,15 @@ impl EventKind {
             EventKind::ListenFailed { addr, error } => format!("cannot listen on {addr}: {error}"),
             EventKind::ListenStopped => "stopped listening".to_owned(),
             EventKind::ModeChanged { mode } => format!("mode set to {mode}"),
+            EventKind::FaultsSet { spec } if spec.is_empty() => "faults lifted".to_owned(),
+            EventKind::FaultsSet { spec } => format!("faults: {spec}"),
+            EventKind::FaultHeld { n, wait } => format!(
+                "fault holds {} for {}",
+                crate::format::bytes(*n),
+                crate::format::duration_micros(*wait)
+            ),
+            EventKind::AcceptFaultSet { fault: None } => "accept fault lifted".to_owned(),
+            EventKind::AcceptFaultSet { fault: Some(f) } => format!("accept fault: {f:?}").to_lowercase(),
         }
     }
 }
@@ -405,6 +452,21 @@ pub struct ConnCounters {
     pub read_paused: bool,
     pub events: EventCounts,
     pub last_activity: Micros,
+    /// Faults acting on this connection, and what they hold now.
+    pub faults: FaultStatus,
+}
+
+/// What faults do to one connection right now, for its row.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultStatus {
+    /// Any fault acts on it.
+    pub active: bool,
+    /// Under `toxicity`, this connection was drawn to get the faults.
+    pub chosen: bool,
+    /// Queued bytes a fault holds back (latency, bandwidth, slicer, stall).
+    pub held: u64,
+    /// When the next held bytes go out (engine time), if a fault holds any.
+    pub next_release: Option<Micros>,
 }
 
 impl ConnCounters {
@@ -424,6 +486,7 @@ impl ConnCounters {
             read_paused: false,
             events: EventCounts::default(),
             last_activity: at,
+            faults: FaultStatus::default(),
         }
     }
 }
@@ -462,6 +525,9 @@ pub struct EngineStats {
     pub dropped_events: u64,
     pub accept_paused: bool,
     pub queue_limit: u64,
+    /// Faults given to new connections.
+    pub new_faults: crate::faults::Faults,
+    pub accept_fault: Option<crate::faults::AcceptFault>,
 }
 
 /// A pending message in a client's queue.
@@ -499,6 +565,8 @@ pub struct ConnDetail {
     /// Bytes that fell out of the transcript, per direction.
     pub transcript_dropped_rx: u64,
     pub transcript_dropped_tx: u64,
+    /// The faults acting on this connection.
+    pub faults: crate::faults::Faults,
 }
 
 /// What crosses from the engine to a viewer, once per flush.
@@ -554,4 +622,21 @@ pub enum Command {
     Inspect {
         conn: ConnId,
     },
+    /// Set the faults of connections, or those new connections get. The
+    /// faults given replace the ones in force (an empty set lifts them).
+    SetFaults {
+        scope: FaultScope,
+        faults: crate::faults::Faults,
+    },
+    /// Set or lift the engine-wide fault on accepting.
+    SetAcceptFault(Option<crate::faults::AcceptFault>),
+}
+
+/// Whom a `SetFaults` is for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FaultScope {
+    /// Connections accepted from now on.
+    New,
+    /// These connections (and `All` the open ones).
+    Conns(Targets),
 }

@@ -30,13 +30,23 @@ pub fn vet(cmd: &Command, has_token: bool) -> Result<(), Refusal> {
         Command::Listen { addr } => vet_listen(addr, has_token),
         Command::Kick { targets, .. }
         | Command::Inject { targets, .. }
-        | Command::SetReadPaused { targets, .. } => match targets {
+        | Command::SetReadPaused { targets, .. }
+        | Command::SetFaults {
+            scope: crate::protocol::FaultScope::Conns(targets),
+            ..
+        } => match targets {
             Targets::Conns(ids) if ids.len() > MAX_TARGETS => Err(Refusal::Abuse(format!(
                 "a command may name at most {MAX_TARGETS} connections"
             ))),
             _ => Ok(()),
         },
-        Command::SetMode(_) | Command::StopListening | Command::Inspect { .. } => Ok(()),
+        // Fault values are made safe by the engine (`Faults::sanitized`),
+        // whoever sends them.
+        Command::SetMode(_)
+        | Command::StopListening
+        | Command::Inspect { .. }
+        | Command::SetFaults { .. }
+        | Command::SetAcceptFault(_) => Ok(()),
     }
 }
 

@@ -22,7 +22,7 @@ impl EventLoop {
     /// The connections a command applies to, each once, as (id, slab key).
     /// One pass over the slab: a map from id to key would cost every idle
     /// client memory for the sake of rare commands.
-    fn targets(&self, targets: &Targets) -> Vec<(ConnId, usize)> {
+    pub(super) fn targets(&self, targets: &Targets) -> Vec<(ConnId, usize)> {
         let wanted = match targets {
             Targets::All => None,
             Targets::Conns(ids) => {
@@ -101,6 +101,8 @@ impl EventLoop {
                     self.publisher.detail(detail);
                 }
             }
+            Command::SetFaults { scope, faults } => self.set_faults(scope, faults),
+            Command::SetAcceptFault(fault) => self.set_accept_fault(fault),
         }
     }
 

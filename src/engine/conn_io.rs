@@ -22,6 +22,7 @@ use super::connection::{Connection, Phase};
 use super::publish::Publisher;
 use super::queue::COPY_INJECT_MAX;
 use super::read_gate::StopReason;
+use super::sys;
 use crate::protocol::{
     CloseReason, Direction, Event, EventKind, InjectRefusal, IoOp, KickMode, Micros, Mode, Origin,
     Readiness,
@@ -47,6 +48,8 @@ pub enum Outcome {
         want_writable: bool,
         /// The read budget ran out with input left: read again next turn.
         read_again: bool,
+        /// A fault needs the loop back at this engine time (not yet armed).
+        wake_at: Option<Micros>,
     },
     Close(Close),
 }
@@ -94,7 +97,12 @@ pub struct Io<'a> {
     pub reads: usize,
     /// Set when a read loop stopped on its budget, not on `WouldBlock`.
     pub budget_spent: bool,
+    /// Where writes under faults gather their bytes.
+    pub scratch: &'a mut Vec<u8>,
 }
+
+/// How often a reset fault looks whether the bytes before it have left.
+const RESET_POLL: Micros = 5_000;
 
 impl Io<'_> {
     fn emit(&mut self, conn: &Connection, kind: EventKind) {
@@ -186,12 +194,13 @@ impl Io<'_> {
         let take = (n as u64).min(room) as usize;
         if take > 0 {
             self.emit(conn, EventKind::Injected { n: take as u32 });
+            let release = self.release_at(conn);
             if take <= COPY_INJECT_MAX {
                 conn.queue
-                    .push_copy(&bytes[..take], self.now, Origin::Inject);
+                    .push_copy(&bytes[..take], self.now, Origin::Inject, release);
             } else {
                 conn.queue
-                    .push_shared(bytes, take, self.now, Origin::Inject);
+                    .push_shared(bytes, take, self.now, Origin::Inject, release);
             }
             self.emit(
                 conn,
@@ -248,7 +257,7 @@ impl Io<'_> {
         match reason {
             StopReason::Backpressure => self.emit(conn, EventKind::Backpressure { on: false }),
             StopReason::UserPause => self.emit(conn, EventKind::ReadPaused { paused: false }),
-            StopReason::PeerFin => {}
+            StopReason::PeerFin | StopReason::Fault => {}
         }
         self.touch(conn);
         if conn.gate.is_open() {
@@ -260,13 +269,131 @@ impl Io<'_> {
 
     /// Settle the lifecycle, then say whether the connection stays.
     fn finish(&mut self, conn: &mut Connection, step: Step) -> Outcome {
-        match step.and_then(|()| self.settle(conn)) {
+        match step
+            .and_then(|()| self.fault_close(conn))
+            .and_then(|()| self.settle(conn))
+        {
             Ok(()) => Outcome::Open {
                 want_writable: !conn.queue.is_empty(),
                 read_again: std::mem::take(&mut self.budget_spent),
+                wake_at: self.fault_wake(conn),
             },
             Err(close) => Outcome::Close(close),
         }
+    }
+
+    /// When bytes queued now may go out (0: at once).
+    fn release_at(&mut self, conn: &mut Connection) -> Micros {
+        conn.shaper.as_mut().map_or(0, |s| s.release_at(self.now))
+    }
+
+    /// The next time a fault needs this connection looked at, unless that
+    /// (or an earlier) wake-up is already armed.
+    fn fault_wake(&mut self, conn: &mut Connection) -> Option<Micros> {
+        let now = self.now;
+        let s = conn.shaper.as_mut()?;
+        s.observed_at = now;
+        let read_held = conn.gate.holds(StopReason::Fault);
+        let at = s.next_wake(
+            now,
+            conn.queue.head_release(),
+            conn.queue.len(),
+            read_held,
+            conn.opened_at,
+        )?;
+        if s.armed.is_some_and(|armed| armed > now && armed <= at) {
+            return None;
+        }
+        s.armed = Some(at);
+        Some(at)
+    }
+
+    /// A fault's wake-up came: reading held by the read bucket (or an
+    /// accept delay) may resume, held bytes may go out, and a closing
+    /// fault may be due.
+    pub fn fault_due(&mut self, conn: &mut Connection) -> Outcome {
+        if let Some(s) = conn.shaper.as_mut() {
+            s.armed = None;
+        }
+        let step = self
+            .lift(conn, StopReason::Fault)
+            .and_then(|()| self.flush(conn));
+        self.finish(conn, step)
+    }
+
+    /// Replace the faults acting on this connection.
+    pub fn set_faults(&mut self, conn: &mut Connection, faults: &crate::faults::Faults) -> Outcome {
+        let spec = crate::faults::spec::describe(faults);
+        match conn.shaper.as_mut() {
+            Some(s) => s.set_faults(faults.clone()),
+            None if faults.is_none() => {}
+            None => {
+                conn.shaper = Some(Box::new(super::shaper::Shaper::new(
+                    faults.clone(),
+                    conn.id.0,
+                    self.now,
+                )));
+            }
+        }
+        self.emit(conn, EventKind::FaultsSet { spec });
+        self.touch(conn);
+        self.fault_due(conn)
+    }
+
+    /// Carry out a `close-after`/`reset-after` fault that is due. A reset
+    /// waits until the bytes sent before it have left the socket (an RST
+    /// discards whatever is still unsent); a close sends FIN and waits for
+    /// the peer's, as a graceful kick does.
+    fn fault_close(&mut self, conn: &mut Connection) -> Step {
+        let now = self.now;
+        let Some(s) = conn.shaper.as_mut() else {
+            return Ok(());
+        };
+        let Some((limit, reset)) = s
+            .closing
+            .map(|l| (l, s.closing_reset))
+            .or_else(|| s.close_due(conn.tx_bytes, conn.opened_at, now))
+        else {
+            return Ok(());
+        };
+        if s.closing.is_none() {
+            s.closing = Some(limit);
+            s.closing_reset = reset;
+            s.give_up_at = Some(now + self.config.kick_timeout.as_micros() as Micros);
+        }
+        let close = Close {
+            reason: crate::protocol::CloseReason::Fault { limit, reset },
+            reset: true,
+        };
+        let gave_up = s.give_up_at.is_some_and(|t| now >= t);
+        if reset {
+            if gave_up || sys::unsent_bytes(&conn.stream).unwrap_or(0) == 0 {
+                return Err(close);
+            }
+            s.poll_at = Some(now + RESET_POLL);
+            return Ok(());
+        }
+        if gave_up {
+            return Err(close);
+        }
+        if !conn.write_shut {
+            conn.write_shut = true;
+            let _ = conn.stream.shutdown(Shutdown::Write);
+        }
+        if conn.gate.holds(StopReason::PeerFin) {
+            return Err(Close {
+                reset: false,
+                ..close
+            });
+        }
+        // Keep reading (and discarding) until the peer's FIN, so unread
+        // input never turns the close into an RST.
+        if conn.gate.lift(StopReason::UserPause) | conn.gate.lift(StopReason::Backpressure)
+            && conn.gate.is_open()
+        {
+            self.read_until_blocked(conn)?;
+        }
+        Ok(())
     }
 
     /// End connections whose conversation is over.
@@ -276,11 +403,19 @@ impl Io<'_> {
         match conn.phase {
             // In manual mode a half-closed client may still be answered by
             // hand (think HTTP/1.0), so it stays until kicked.
-            Phase::HalfClosed if flushed && self.mode != Mode::Manual => Err(Close {
-                reason: CloseReason::PeerClosed,
-                reset: false,
-            }),
+            Phase::HalfClosed if flushed && self.mode != Mode::Manual => {
+                if self.slow_close_waits(conn) {
+                    return Ok(());
+                }
+                Err(Close {
+                    reason: CloseReason::PeerClosed,
+                    reset: false,
+                })
+            }
             Phase::Closing { .. } if flushed && !conn.write_shut => {
+                if self.slow_close_waits(conn) {
+                    return Ok(());
+                }
                 conn.write_shut = true;
                 let _ = conn.stream.shutdown(Shutdown::Write);
                 // Without the peer's FIN yet, wait for it: closing with
@@ -293,16 +428,49 @@ impl Io<'_> {
         }
     }
 
-    /// Write what is queued. Returns the close if the socket failed.
+    /// Under a slow-close fault, whether the FIN must still wait (the wait
+    /// starts when the conversation ends, here).
+    fn slow_close_waits(&mut self, conn: &mut Connection) -> bool {
+        let now = self.now;
+        let Some(s) = conn.shaper.as_mut() else {
+            return false;
+        };
+        let Some(ms) = s.faults.slow_close else {
+            return false;
+        };
+        let at = *s.close_at.get_or_insert(now + u64::from(ms) * 1000);
+        now < at
+    }
+
+    /// Write what is queued, as far as faults allow. Returns the close if
+    /// the socket failed.
     fn flush(&mut self, conn: &mut Connection) -> Step {
         if conn.queue.is_empty() {
             return Ok(());
         }
         let (now, limit) = (self.now, self.config.transcript_limit);
         let transcript = &mut conn.transcript;
-        let result = conn.queue.write_to(&mut conn.stream, |chunk| {
-            transcript.record(limit, now, Direction::Tx, chunk)
-        });
+        let result = match conn.shaper.as_mut() {
+            Some(s) if s.shapes_writes(now) => {
+                let budget = s.write_budget(now, conn.tx_bytes);
+                let flush = conn.queue.write_shaped(
+                    &mut conn.stream,
+                    now,
+                    budget.bytes,
+                    budget.one_write,
+                    self.scratch,
+                    |bytes| s.corrupt(bytes),
+                    |chunk| transcript.record(limit, now, Direction::Tx, chunk),
+                );
+                if let Ok(f) = &flush {
+                    s.wrote(f.written as usize, now);
+                }
+                flush
+            }
+            _ => conn.queue.write_to(&mut conn.stream, |chunk| {
+                transcript.record(limit, now, Direction::Tx, chunk)
+            }),
+        };
         let flush = result.map_err(|e| Close::after(&e))?;
         conn.tx_bytes += flush.written;
         self.totals.tx += flush.written;
@@ -327,8 +495,18 @@ impl Io<'_> {
             if !conn.gate.is_open() {
                 return Ok(());
             }
+            let max = match conn.shaper.as_mut() {
+                Some(s) => s.read_budget(self.now, self.read_buf.len()),
+                None => self.read_buf.len(),
+            };
+            if max == 0 {
+                // A read-bandwidth fault (or an accept delay) holds reading
+                // until its wake-up lifts this.
+                conn.gate.stop(StopReason::Fault);
+                return Ok(());
+            }
             self.reads += 1;
-            match conn.stream.read(self.read_buf) {
+            match conn.stream.read(&mut self.read_buf[..max]) {
                 Ok(0) => {
                     conn.gate.stop(StopReason::PeerFin);
                     if conn.phase == Phase::Open {
@@ -339,6 +517,9 @@ impl Io<'_> {
                     return Ok(());
                 }
                 Ok(n) => {
+                    if let Some(s) = conn.shaper.as_mut() {
+                        s.read(n);
+                    }
                     self.on_bytes_read(conn, n)?;
                     // A short read drained the socket (Linux stream
                     // sockets fill the buffer while bytes are queued), and
@@ -346,7 +527,7 @@ impl Io<'_> {
                     // would only say WouldBlock is skipped, one system call
                     // per request. Not once a FIN was signalled: its EOF
                     // gets no edge of its own, so reading goes on to it.
-                    if SHORT_READ_DRAINS && n < self.read_buf.len() && !conn.read_closed_seen {
+                    if SHORT_READ_DRAINS && n < max && !conn.read_closed_seen {
                         return Ok(());
                     }
                 }
@@ -380,7 +561,8 @@ impl Io<'_> {
         // Fast path: with nothing queued, write straight from the read
         // buffer and queue only what the socket did not take.
         let mut written = 0;
-        if conn.queue.is_empty() {
+        let shaped = conn.shaper.as_ref().is_some_and(|s| s.shapes_writes(now));
+        if conn.queue.is_empty() && !shaped {
             while written < n {
                 match conn.stream.write(&self.read_buf[written..n]) {
                     Ok(0) => break,
@@ -403,8 +585,9 @@ impl Io<'_> {
             }
         }
         if written < n {
+            let release = self.release_at(conn);
             conn.queue
-                .push_copy(&self.read_buf[written..n], now, Origin::Echo);
+                .push_copy(&self.read_buf[written..n], now, Origin::Echo, release);
             self.emit(
                 conn,
                 EventKind::Queued {

@@ -7,8 +7,11 @@
 
 use super::queue::ByteQueue;
 use super::read_gate::{ReadGate, StopReason};
+use super::shaper::Shaper;
 use super::transcript::Transcript;
-use crate::protocol::{ConnCounters, ConnDetail, ConnId, ConnState, EventCounts, Micros};
+use crate::protocol::{
+    ConnCounters, ConnDetail, ConnId, ConnState, EventCounts, FaultStatus, Micros,
+};
 use mio::net::TcpStream;
 use std::net::SocketAddr;
 
@@ -52,6 +55,8 @@ pub struct Connection {
     pub dirty: bool,
     /// Listed in the loop's list of connections to report.
     pub listed: bool,
+    /// The faults acting on it, if any.
+    pub shaper: Option<Box<Shaper>>,
 }
 
 impl Connection {
@@ -74,6 +79,7 @@ impl Connection {
             writable_interest: false,
             dirty: false,
             listed: false,
+            shaper: None,
         }
     }
 
@@ -100,6 +106,29 @@ impl Connection {
             read_paused: self.gate.holds(StopReason::UserPause),
             events: self.events,
             last_activity: self.last_activity,
+            faults: self.fault_status(),
+        }
+    }
+
+    fn fault_status(&self) -> FaultStatus {
+        let Some(s) = &self.shaper else {
+            return FaultStatus::default();
+        };
+        let now = s.observed_at;
+        let stalled = s.faults.stall_writes || s.hold_until > now;
+        let held = if stalled {
+            self.queue.len()
+        } else {
+            self.queue.held_after(now)
+        };
+        FaultStatus {
+            active: !s.faults.is_none() || s.hold_until > now,
+            chosen: s.chosen,
+            held,
+            next_release: self
+                .queue
+                .head_release()
+                .filter(|t| !stalled && *t > now),
         }
     }
 
@@ -111,6 +140,11 @@ impl Connection {
             transcript: self.transcript.snapshot(),
             transcript_dropped_rx,
             transcript_dropped_tx,
+            faults: self
+                .shaper
+                .as_ref()
+                .map(|s| s.faults.clone())
+                .unwrap_or_default(),
         }
     }
 }

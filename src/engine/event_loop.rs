@@ -19,6 +19,7 @@ use super::publish::{CountersOut, Publisher};
 use super::resolve::Resolver;
 use super::stats::StatsTicker;
 use super::timers::{Timer, Timers};
+use crate::faults::{AcceptFault, Faults};
 use crate::protocol::*;
 use crossbeam_channel::Receiver;
 use mio::net::TcpListener;
@@ -65,6 +66,13 @@ pub struct EventLoop {
     /// The current poll iteration's timestamp, shared by all its events.
     pub(super) now: Micros,
     read_buf: Box<[u8]>,
+    /// Where writes under faults gather their bytes.
+    scratch: Vec<u8>,
+    /// Faults new connections get (already sanitized).
+    pub(super) new_faults: Faults,
+    pub(super) accept_fault: Option<AcceptFault>,
+    /// Where the listener was when `accept=refuse` closed it.
+    pub(super) refused_addr: Option<std::net::SocketAddr>,
     totals: Totals,
     accepted_total: u64,
     polls_total: u64,
@@ -84,6 +92,7 @@ impl EventLoop {
         listen_state: ListenState,
     ) -> io::Result<Self> {
         let start = Instant::now();
+        let new_faults = config.faults.clone().sanitized();
         let mut this = EventLoop {
             poll,
             commands,
@@ -106,6 +115,10 @@ impl EventLoop {
                 .unwrap_or(0),
             now: 0,
             read_buf: vec![0; READ_BUF].into_boxed_slice(),
+            scratch: Vec::new(),
+            new_faults,
+            accept_fault: None,
+            refused_addr: None,
             totals: Totals::default(),
             accepted_total: 0,
             polls_total: 0,
@@ -120,6 +133,9 @@ impl EventLoop {
                     this.acceptor.failed(&mut this.publisher, 0, addr, error);
                 }
             }
+        }
+        if let Some(fault) = this.config.accept_fault {
+            this.set_accept_fault(Some(fault));
         }
         Ok(this)
     }
@@ -218,6 +234,7 @@ impl EventLoop {
             totals: &mut self.totals,
             reads: 0,
             budget_spent: false,
+            scratch: &mut self.scratch,
         };
         let outcome = step(&mut io, conn);
         self.apply_outcome(key, outcome);
@@ -241,8 +258,13 @@ impl EventLoop {
             Outcome::Open {
                 want_writable,
                 read_again,
+                wake_at,
             } => {
                 let conn = &mut self.conns[key];
+                if let Some(at) = wake_at {
+                    let at = self.start + Duration::from_micros(at);
+                    self.timers.arm(at, conn.id, key, Timer::Fault);
+                }
                 if conn.dirty && !conn.listed && !self.publisher.resync_owed() {
                     conn.listed = true;
                     self.dirty.push(key);
@@ -309,8 +331,10 @@ impl EventLoop {
 
     // ---- accepting ---------------------------------------------------------
 
-    fn accept_all(&mut self, clock: Instant) {
-        if !self.acceptor.may_accept(clock) {
+    pub(super) fn accept_all(&mut self, clock: Instant) {
+        // Under `accept=stall` clients wait in the backlog; lifting the
+        // fault calls this again, since their edge is spent.
+        if self.accept_fault == Some(AcceptFault::Stall) || !self.acceptor.may_accept(clock) {
             return;
         }
         let was_paused = self.acceptor.paused();
@@ -350,6 +374,7 @@ impl EventLoop {
         entry.insert(conn);
         self.accepted_total += 1;
         self.emit(Some(id), EventKind::Accepted { peer });
+        self.apply_new_faults(key);
         // Bytes that arrived before registration are reported by epoll on
         // registration, so no read is needed here.
         self.apply_outcome(
@@ -357,6 +382,7 @@ impl EventLoop {
             Outcome::Open {
                 want_writable: false,
                 read_again: false,
+                wake_at: None,
             },
         );
     }
@@ -369,6 +395,7 @@ impl EventLoop {
         }
         while let Some((id, key, timer)) = self.timers.pop_due(clock) {
             match timer {
+                Timer::Fault => self.with_conn_id(id, key, |io, conn| io.fault_due(conn)),
                 Timer::KickDeadline => {
                     let after_ms = self.config.kick_timeout.as_millis() as u64;
                     // A stale entry (the client closed) finds nothing.
@@ -401,7 +428,7 @@ impl EventLoop {
             .stats
             .sample(clock, self.publisher.events_total(), self.polls_total);
         if tick.trim {
-            super::memory::release_free_memory();
+            super::sys::release_free_memory();
         }
         let stats = EngineStats {
             at: self.now,
@@ -419,6 +446,8 @@ impl EventLoop {
             dropped_events: self.publisher.dropped_events(),
             accept_paused: self.acceptor.paused(),
             queue_limit: self.config.queue_limit as u64,
+            new_faults: self.new_faults.clone(),
+            accept_fault: self.accept_fault,
         };
         if let Some(heartbeat) = self.stats.should_send(clock, &stats) {
             self.publisher.stats(stats, heartbeat);

@@ -9,13 +9,15 @@ mod commands;
 mod conn_io;
 mod connection;
 mod event_loop;
+mod faults;
 mod listener;
-mod memory;
 mod publish;
 mod queue;
 mod read_gate;
 mod resolve;
+mod shaper;
 mod stats;
+mod sys;
 mod timers;
 mod transcript;
 

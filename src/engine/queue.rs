@@ -21,6 +21,8 @@ pub const COPY_INJECT_MAX: usize = 4 * 1024;
 /// Messages handed to one `writev`: enough to drain a queue of small
 /// messages in one system call.
 const WRITEV_SLICES: usize = 64;
+/// Bytes gathered for one write under faults.
+const SHAPED_WRITE_MAX: usize = 64 * 1024;
 
 /// A message's bytes: its own, or a prefix of a buffer shared with the
 /// other targets of the same inject (one copy for 10,000 clients).
@@ -44,6 +46,8 @@ struct Message {
     bytes: Bytes,
     queued_at: Micros,
     origin: Origin,
+    /// Not written before this (a latency fault); 0 without one.
+    release_at: Micros,
 }
 
 /// Eight bytes until first used: most clients of an echo server never
@@ -63,6 +67,23 @@ struct Inner {
 }
 
 impl Inner {
+    /// Drop `n` written bytes from the front, showing each piece to `each`.
+    fn advance(&mut self, n: usize, mut each: impl FnMut(&[u8])) {
+        self.len -= n as u64;
+        let mut left = n;
+        while left > 0 {
+            let front = self.messages.front().expect("written bytes were queued");
+            let pending = &front.bytes.as_slice()[self.front_offset..];
+            let took = left.min(pending.len());
+            each(&pending[..took]);
+            left -= took;
+            self.front_offset += took;
+            if took == pending.len() {
+                self.messages.pop_front();
+                self.front_offset = 0;
+            }
+        }
+    }
     fn grew(&mut self, n: usize) {
         self.len += n as u64;
         self.high_water = self.high_water.max(self.len);
@@ -79,9 +100,10 @@ pub struct Flush {
 }
 
 impl ByteQueue {
-    /// Queue a copy of `data`, appending it to the tail message when that
-    /// has the same origin and is still small.
-    pub fn push_copy(&mut self, data: &[u8], queued_at: Micros, origin: Origin) {
+    /// Queue a copy of `data`, not to be written before `release_at` (0:
+    /// at once), appending it to the tail message when that has the same
+    /// origin and release time and is still small.
+    pub fn push_copy(&mut self, data: &[u8], queued_at: Micros, origin: Origin, release_at: Micros) {
         if data.is_empty() {
             return;
         }
@@ -90,9 +112,11 @@ impl ByteQueue {
         if let Some(Message {
             bytes: Bytes::Own(tail),
             origin: tail_origin,
+            release_at: tail_release,
             ..
         }) = q.messages.back_mut()
             && *tail_origin == origin
+            && *tail_release == release_at
             && tail.len() + data.len() <= COALESCE_MAX
         {
             tail.extend_from_slice(data);
@@ -102,16 +126,19 @@ impl ByteQueue {
             bytes: Bytes::Own(data.to_vec()),
             queued_at,
             origin,
+            release_at,
         });
     }
 
-    /// Queue the first `len` bytes of `shared` as one message.
+    /// Queue the first `len` bytes of `shared` as one message, not to be
+    /// written before `release_at`.
     pub fn push_shared(
         &mut self,
         shared: &Arc<[u8]>,
         len: usize,
         queued_at: Micros,
         origin: Origin,
+        release_at: Micros,
     ) {
         let len = len.min(shared.len());
         if len == 0 {
@@ -123,6 +150,7 @@ impl ByteQueue {
             bytes: Bytes::Shared(shared.clone(), len),
             queued_at,
             origin,
+            release_at,
         });
     }
 
@@ -140,6 +168,29 @@ impl ByteQueue {
 
     pub fn high_water(&self) -> u64 {
         self.inner.as_ref().map_or(0, |q| q.high_water)
+    }
+
+    /// When the front bytes may be written (0: now), if any are queued.
+    /// Later messages never release earlier than the front.
+    pub fn head_release(&self) -> Option<Micros> {
+        self.inner
+            .as_ref()
+            .and_then(|q| q.messages.front())
+            .map(|m| m.release_at)
+    }
+
+    /// Bytes queued that may not be written before some time after `now`.
+    pub fn held_after(&self, now: Micros) -> u64 {
+        let Some(q) = &self.inner else {
+            return 0;
+        };
+        q.messages
+            .iter()
+            .enumerate()
+            .rev()
+            .take_while(|(_, m)| m.release_at > now)
+            .map(|(i, m)| (m.bytes.as_slice().len() - if i == 0 { q.front_offset } else { 0 }) as u64)
+            .sum()
     }
 
     pub fn snapshot(&self) -> Vec<QueuedMessage> {
@@ -195,20 +246,7 @@ impl ByteQueue {
                 Ok(n) => {
                     flush.written += n as u64;
                     flush.writes.push(n as u32);
-                    q.len -= n as u64;
-                    let mut left = n;
-                    while left > 0 {
-                        let front = q.messages.front().expect("written bytes were queued");
-                        let pending = &front.bytes.as_slice()[q.front_offset..];
-                        let took = left.min(pending.len());
-                        on_write(&pending[..took]);
-                        left -= took;
-                        q.front_offset += took;
-                        if took == pending.len() {
-                            q.messages.pop_front();
-                            q.front_offset = 0;
-                        }
-                    }
+                    q.advance(n, &mut on_write);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -224,7 +262,68 @@ impl ByteQueue {
         }
         Ok(flush)
     }
+
+    /// Write under faults: only bytes released by `now`, at most `max` in
+    /// all, one `write` call only with `one_write` (a slice is its own
+    /// segment). The bytes are gathered into `scratch`, where `alter` may
+    /// change them (the corrupt fault); `on_write` sees what was sent.
+    pub fn write_shaped<W: Write>(
+        &mut self,
+        writer: &mut W,
+        now: Micros,
+        max: usize,
+        one_write: bool,
+        scratch: &mut Vec<u8>,
+        mut alter: impl FnMut(&mut [u8]),
+        mut on_write: impl FnMut(&[u8]),
+    ) -> io::Result<Flush> {
+        let mut flush = Flush::default();
+        let Some(q) = &mut self.inner else {
+            return Ok(flush);
+        };
+        while (flush.written as usize) < max {
+            let want = (max - flush.written as usize).min(SHAPED_WRITE_MAX);
+            scratch.clear();
+            for (i, m) in q.messages.iter().enumerate() {
+                if m.release_at > now || scratch.len() >= want {
+                    break;
+                }
+                let skip = if i == 0 { q.front_offset } else { 0 };
+                let bytes = &m.bytes.as_slice()[skip..];
+                scratch.extend_from_slice(&bytes[..bytes.len().min(want - scratch.len())]);
+            }
+            if scratch.is_empty() {
+                break;
+            }
+            alter(scratch);
+            match writer.write(scratch) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "socket accepted no bytes",
+                    ));
+                }
+                Ok(n) => {
+                    flush.written += n as u64;
+                    flush.writes.push(n as u32);
+                    on_write(&scratch[..n]);
+                    q.advance(n, |_| {});
+                    if one_write {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    flush.would_block = true;
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(flush)
+    }
 }
+
 
 #[cfg(test)]
 mod tests {
@@ -262,8 +361,8 @@ mod tests {
     #[test]
     fn partial_writes_keep_order_and_counts() {
         let mut q = ByteQueue::default();
-        q.push_copy(b"hello ", 1, Origin::Echo);
-        q.push_shared(&Arc::from(&b"world!"[..]), 5, 2, Origin::Inject);
+        q.push_copy(b"hello ", 1, Origin::Echo, 0);
+        q.push_shared(&Arc::from(&b"world!"[..]), 5, 2, Origin::Inject, 0);
         assert_eq!((q.len(), q.message_count(), q.high_water()), (11, 2, 11));
 
         let mut w = Trickle {
@@ -296,8 +395,8 @@ mod tests {
     #[test]
     fn empty_pushes_are_ignored() {
         let mut q = ByteQueue::default();
-        q.push_copy(&[], 0, Origin::Echo);
-        q.push_shared(&Arc::from(&b"x"[..]), 0, 0, Origin::Inject);
+        q.push_copy(&[], 0, Origin::Echo, 0);
+        q.push_shared(&Arc::from(&b"x"[..]), 0, 0, Origin::Inject, 0);
         assert_eq!(q.message_count(), 0);
     }
 
@@ -305,14 +404,14 @@ mod tests {
     fn byte_sized_echoes_share_one_message() {
         let mut q = ByteQueue::default();
         for i in 0..10_000u32 {
-            q.push_copy(&[i as u8], i as u64, Origin::Echo);
+            q.push_copy(&[i as u8], i as u64, Origin::Echo, 0);
         }
         assert_eq!((q.len(), q.message_count()), (10_000, 1));
         assert_eq!(q.snapshot()[0].queued_at, 0, "the age of its oldest byte");
         // An inject in between starts a new message, as does a full tail.
-        q.push_shared(&Arc::from(&b"!"[..]), 1, 1, Origin::Inject);
-        q.push_copy(&vec![0; COALESCE_MAX], 2, Origin::Echo);
-        q.push_copy(b"x", 3, Origin::Echo);
+        q.push_shared(&Arc::from(&b"!"[..]), 1, 1, Origin::Inject, 0);
+        q.push_copy(&vec![0; COALESCE_MAX], 2, Origin::Echo, 0);
+        q.push_copy(b"x", 3, Origin::Echo, 0);
         assert_eq!(q.message_count(), 4);
     }
 
@@ -338,7 +437,7 @@ mod tests {
         let shared: Arc<[u8]> = Arc::from(&b"abc"[..]);
         let mut q = ByteQueue::default();
         for i in 0..50 {
-            q.push_shared(&shared, 1 + i % 3, i as u64, Origin::Inject);
+            q.push_shared(&shared, 1 + i % 3, i as u64, Origin::Inject, 0);
         }
         let mut w = Counting(Vec::new(), 0);
         let mut seen = Vec::new();

@@ -18,6 +18,9 @@ pub enum StopReason {
     UserPause = 2,
     /// The peer sent FIN: there is nothing more to read, ever.
     PeerFin = 4,
+    /// A fault holds reading: the read-bandwidth bucket is empty, or the
+    /// connection is not served yet (`accept=delay`).
+    Fault = 8,
 }
 
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]

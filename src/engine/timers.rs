@@ -16,6 +16,9 @@ use std::time::Instant;
 pub enum Timer {
     /// A graceful kick has run out of time: reset the connection.
     KickDeadline,
+    /// A fault holds something of this connection until now (see
+    /// `Shaper::next_wake`).
+    Fault,
 }
 
 #[derive(Debug, Default)]

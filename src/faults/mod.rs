@@ -111,3 +111,61 @@ impl Faults {
             || matches!(self.reset_after, Some(Limit::Bytes(_)))
     }
 }
+
+/// The fewest bytes per second a bandwidth fault allows: below that a
+/// byte would wait minutes.
+pub const MIN_RATE: u64 = 1;
+
+impl Faults {
+    /// The same faults with every value made usable, whoever sent them:
+    /// chances at most 1, rates and sizes at least 1, a slice range in
+    /// order. The engine applies only sanitized faults.
+    pub fn sanitized(mut self) -> Faults {
+        let chance = |c: Option<Chance>| c.map(|c| c.min(Chance::ALWAYS));
+        self.corrupt = chance(self.corrupt);
+        self.toxicity = chance(self.toxicity);
+        self.bandwidth = self.bandwidth.map(|r| r.max(MIN_RATE));
+        self.read_bandwidth = self.read_bandwidth.map(|r| r.max(MIN_RATE));
+        self.rcvbuf = self.rcvbuf.map(|b| b.max(1));
+        self.slice = self.slice.map(|s| {
+            let min = s.min.max(1);
+            Slice {
+                min,
+                max: s.max.max(min),
+                delay: s.delay,
+            }
+        });
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sanitizing_makes_every_value_usable() {
+        let f = Faults {
+            corrupt: Some(Chance(u32::MAX)),
+            bandwidth: Some(0),
+            slice: Some(Slice {
+                min: 0,
+                max: 0,
+                delay: 5,
+            }),
+            ..Faults::default()
+        }
+        .sanitized();
+        assert_eq!(f.corrupt, Some(Chance::ALWAYS));
+        assert_eq!(f.bandwidth, Some(1));
+        assert_eq!(
+            f.slice,
+            Some(Slice {
+                min: 1,
+                max: 1,
+                delay: 5
+            })
+        );
+        assert!(Faults::default().sanitized().is_none());
+    }
+}
