@@ -58,7 +58,12 @@ if ! as_root dpkg -i "$deb"; then
   echo "dpkg -i left dependencies missing: apt-get install -f"
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -f -y -qq
 fi
-dpkg-query -W -f='${Package} ${Version} ${Status}\n' muxscope
+status=$(dpkg-query -W -f='${Package} ${Version} ${Status}' muxscope 2>&1 || true)
+echo "$status"
+case "$status" in
+  "muxscope $(dpkg-deb -f "$deb" Version) install ok installed") ;;
+  *) echo "error: $deb did not install (see dpkg's messages above)" >&2; exit 1 ;;
+esac
 
 failed=0
 check() { # check ok|bad WHAT: prints PASS or FAIL and counts failures
