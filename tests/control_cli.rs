@@ -62,6 +62,24 @@ fn control_needs_headless() {
     assert!(err.contains("--headless"), "{err}");
 }
 
+/// `--version` prints the package version and exits without a display (the
+/// .deb check runs the installed binary this way on a machine with none).
+#[test]
+fn version_prints_the_package_version_without_a_display() {
+    let out = muxscope()
+        .arg("--version")
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("muxscope {}\n", env!("CARGO_PKG_VERSION"))
+    );
+}
+
 /// A headless muxscope with a control endpoint, stopped with SIGTERM. Its
 /// stdout lines are collected.
 struct Headless {
