@@ -136,6 +136,9 @@ impl Viewer {
                 EventKind::ListenStopped => 16,
                 EventKind::ModeChanged { .. } => 17,
                 EventKind::InjectRefused { .. } => 18,
+                EventKind::FaultsSet { .. } => 19,
+                EventKind::FaultHeld { .. } => 20,
+                EventKind::AcceptFaultSet { .. } => 21,
             };
             self.by_kind[slot] += 1;
         }

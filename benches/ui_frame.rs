@@ -159,6 +159,7 @@ impl FakeBackend {
             dropped_events: 0,
             accept_paused: false,
             queue_limit: 1 << 20,
+            ..EngineStats::default()
         }
     }
 
@@ -284,6 +285,7 @@ impl FakeBackend {
             transcript,
             transcript_dropped_rx: 0,
             transcript_dropped_tx: 0,
+            faults: Default::default(),
         }
     }
 }

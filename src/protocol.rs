@@ -395,7 +395,9 @@ impl EventKind {
                 crate::format::duration_micros(*wait)
             ),
             EventKind::AcceptFaultSet { fault: None } => "accept fault lifted".to_owned(),
-            EventKind::AcceptFaultSet { fault: Some(f) } => format!("accept fault: {f:?}").to_lowercase(),
+            EventKind::AcceptFaultSet { fault: Some(f) } => {
+                format!("accept fault: {f:?}").to_lowercase()
+            }
         }
     }
 }
@@ -626,7 +628,8 @@ pub enum Command {
     /// faults given replace the ones in force (an empty set lifts them).
     SetFaults {
         scope: FaultScope,
-        faults: crate::faults::Faults,
+        /// Boxed: commands travel through bounded channels by value.
+        faults: Box<crate::faults::Faults>,
     },
     /// Set or lift the engine-wide fault on accepting.
     SetAcceptFault(Option<crate::faults::AcceptFault>),

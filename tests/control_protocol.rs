@@ -5,6 +5,7 @@
 use muxscope::control::wire::{
     WIRE_VERSION, WireError, decode_batch, decode_command, encode_batch, encode_command,
 };
+use muxscope::faults::*;
 use muxscope::protocol::*;
 use rand::{Rng, SeedableRng};
 
@@ -33,6 +34,36 @@ fn counters(id: u64, state: ConnState) -> ConnCounters {
             error: 0,
         },
         last_activity: 99,
+        faults: FaultStatus {
+            active: true,
+            chosen: id.is_multiple_of(2),
+            held: 1 << 33,
+            next_release: Some(12_345),
+        },
+    }
+}
+
+/// Every fault set at once, with extreme values.
+fn every_fault() -> Faults {
+    Faults {
+        latency: Some(Latency {
+            delay: u32::MAX,
+            jitter: 50,
+        }),
+        bandwidth: Some(u64::MAX),
+        read_bandwidth: Some(1),
+        slice: Some(Slice {
+            min: 1,
+            max: 64,
+            delay: 5,
+        }),
+        stall_writes: true,
+        close_after: Some(Limit::Bytes(1 << 40)),
+        reset_after: Some(Limit::After(2000)),
+        slow_close: Some(3000),
+        corrupt: Some(Chance(10_000)),
+        rcvbuf: Some(4096),
+        toxicity: Some(Chance::ALWAYS),
     }
 }
 
@@ -75,6 +106,16 @@ fn full_batch() -> Batch {
         },
         EventKind::ListenStopped,
         EventKind::ModeChanged { mode: Mode::Manual },
+        EventKind::FaultsSet {
+            spec: "latency=200ms~50ms".into(),
+        },
+        EventKind::FaultHeld {
+            n: 1 << 20,
+            wait: 150_000,
+        },
+        EventKind::AcceptFaultSet {
+            fault: Some(AcceptFault::Refuse),
+        },
     ];
     let events = kinds
         .into_iter()
@@ -106,6 +147,13 @@ fn full_batch() -> Batch {
                 ConnState::Closed(CloseReason::KickTimedOut { after_ms: 2000 }),
             ),
             counters(9, ConnState::Closed(CloseReason::Missed)),
+            counters(
+                10,
+                ConnState::Closed(CloseReason::Fault {
+                    limit: Limit::Bytes(1024),
+                    reset: true,
+                }),
+            ),
         ],
         open_conns: Some(vec![ConnId(1), ConnId(2), ConnId(3)]),
         stats: Some(EngineStats {
@@ -127,6 +175,8 @@ fn full_batch() -> Batch {
             dropped_events: 9,
             accept_paused: true,
             queue_limit: 1 << 20,
+            new_faults: every_fault(),
+            accept_fault: Some(AcceptFault::Delay(500)),
         }),
         details: vec![ConnDetail {
             counters: counters(1, ConnState::Open),
@@ -147,6 +197,7 @@ fn full_batch() -> Batch {
                     bytes: Vec::new(),
                 },
             ],
+            faults: every_fault(),
             transcript_dropped_rx: 100,
             transcript_dropped_tx: 0,
         }],
@@ -180,6 +231,16 @@ fn all_commands() -> Vec<Command> {
             paused: true,
         },
         Command::Inspect { conn: ConnId(9) },
+        Command::SetFaults {
+            scope: FaultScope::New,
+            faults: Box::new(every_fault()),
+        },
+        Command::SetFaults {
+            scope: FaultScope::Conns(Targets::Conns(vec![ConnId(1)])),
+            faults: Box::default(),
+        },
+        Command::SetAcceptFault(None),
+        Command::SetAcceptFault(Some(AcceptFault::Stall)),
     ]
 }
 

@@ -101,7 +101,7 @@ impl EventLoop {
                     self.publisher.detail(detail);
                 }
             }
-            Command::SetFaults { scope, faults } => self.set_faults(scope, faults),
+            Command::SetFaults { scope, faults } => self.set_faults(scope, *faults),
             Command::SetAcceptFault(fault) => self.set_accept_fault(fault),
         }
     }

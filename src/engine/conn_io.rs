@@ -305,6 +305,16 @@ impl Io<'_> {
             return None;
         }
         s.armed = Some(at);
+        let waiting = conn.queue.len();
+        if waiting > 0 && at > now {
+            self.emit(
+                conn,
+                EventKind::FaultHeld {
+                    n: waiting,
+                    wait: at - now,
+                },
+            );
+        }
         Some(at)
     }
 
@@ -456,8 +466,7 @@ impl Io<'_> {
                 let flush = conn.queue.write_shaped(
                     &mut conn.stream,
                     now,
-                    budget.bytes,
-                    budget.one_write,
+                    budget,
                     self.scratch,
                     |bytes| s.corrupt(bytes),
                     |chunk| transcript.record(limit, now, Direction::Tx, chunk),

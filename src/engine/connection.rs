@@ -125,10 +125,7 @@ impl Connection {
             active: !s.faults.is_none() || s.hold_until > now,
             chosen: s.chosen,
             held,
-            next_release: self
-                .queue
-                .head_release()
-                .filter(|t| !stalled && *t > now),
+            next_release: self.queue.head_release().filter(|t| !stalled && *t > now),
         }
     }
 

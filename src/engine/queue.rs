@@ -6,6 +6,7 @@
 //! `low_water` it reads again, so a client that never reads cannot make the
 //! server's memory grow.
 
+use super::shaper::WriteBudget;
 use crate::protocol::{Micros, Origin, QueuedMessage};
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
@@ -103,7 +104,13 @@ impl ByteQueue {
     /// Queue a copy of `data`, not to be written before `release_at` (0:
     /// at once), appending it to the tail message when that has the same
     /// origin and release time and is still small.
-    pub fn push_copy(&mut self, data: &[u8], queued_at: Micros, origin: Origin, release_at: Micros) {
+    pub fn push_copy(
+        &mut self,
+        data: &[u8],
+        queued_at: Micros,
+        origin: Origin,
+        release_at: Micros,
+    ) {
         if data.is_empty() {
             return;
         }
@@ -189,7 +196,9 @@ impl ByteQueue {
             .enumerate()
             .rev()
             .take_while(|(_, m)| m.release_at > now)
-            .map(|(i, m)| (m.bytes.as_slice().len() - if i == 0 { q.front_offset } else { 0 }) as u64)
+            .map(|(i, m)| {
+                (m.bytes.as_slice().len() - if i == 0 { q.front_offset } else { 0 }) as u64
+            })
             .sum()
     }
 
@@ -263,20 +272,20 @@ impl ByteQueue {
         Ok(flush)
     }
 
-    /// Write under faults: only bytes released by `now`, at most `max` in
-    /// all, one `write` call only with `one_write` (a slice is its own
-    /// segment). The bytes are gathered into `scratch`, where `alter` may
+    /// Write under faults: only bytes released by `now`, at most
+    /// `budget.bytes` in all, one `write` call only with `budget.one_write`
+    /// (a slice is its own segment). The bytes are gathered into `scratch`, where `alter` may
     /// change them (the corrupt fault); `on_write` sees what was sent.
     pub fn write_shaped<W: Write>(
         &mut self,
         writer: &mut W,
         now: Micros,
-        max: usize,
-        one_write: bool,
+        budget: WriteBudget,
         scratch: &mut Vec<u8>,
         mut alter: impl FnMut(&mut [u8]),
         mut on_write: impl FnMut(&[u8]),
     ) -> io::Result<Flush> {
+        let (max, one_write) = (budget.bytes, budget.one_write);
         let mut flush = Flush::default();
         let Some(q) = &mut self.inner else {
             return Ok(flush);
@@ -323,7 +332,6 @@ impl ByteQueue {
         Ok(flush)
     }
 }
-
 
 #[cfg(test)]
 mod tests {

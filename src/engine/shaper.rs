@@ -266,7 +266,10 @@ impl Shaper {
         if let Some(l) = self.faults.reset_after.filter(|l| due(*l)) {
             return Some((l, true));
         }
-        self.faults.close_after.filter(|l| due(*l)).map(|l| (l, false))
+        self.faults
+            .close_after
+            .filter(|l| due(*l))
+            .map(|l| (l, false))
     }
 
     /// When the loop must come back for this connection: the earliest of

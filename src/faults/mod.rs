@@ -16,7 +16,9 @@ pub type Millis = u32;
 
 /// A probability in parts per million (0..=1,000,000): exact in text
 /// ("0.01" is 10,000), comparable and hashable, unlike an `f64`.
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Copy, Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 pub struct Chance(pub u32);
 
 impl Chance {
