@@ -5,9 +5,11 @@
 //! be read is reported with its path, line and column, and is never written
 //! over: the caller keeps going with defaults.
 
+use crate::faults::{AcceptFault, Faults};
 use crate::protocol::Mode;
 use crate::ui::connections::ConnectionsPane;
 use crate::ui::events::EventsPane;
+use crate::ui::faults::FaultsPane;
 use crate::ui::inject::InjectPane;
 use crate::ui::inspector::InspectorPane;
 use crate::ui::tiles::{self, PaneKind};
@@ -42,6 +44,12 @@ pub struct SessionLayout {
     pub events: EventsPane,
     pub inspector: InspectorPane,
     pub inject: InjectPane,
+    /// The Faults pane's form.
+    pub faults_form: FaultsPane,
+    /// Faults new connections get, and the accept fault: applied to the
+    /// engine when the layout is opened.
+    pub faults: Faults,
+    pub accept_fault: Option<AcceptFault>,
 }
 
 impl Default for SessionLayout {
@@ -57,6 +65,9 @@ impl Default for SessionLayout {
             events: EventsPane::default(),
             inspector: InspectorPane::default(),
             inject: InjectPane::default(),
+            faults_form: FaultsPane::default(),
+            faults: Faults::default(),
+            accept_fault: None,
         }
     }
 }
@@ -238,9 +249,20 @@ mod tests {
                 ending: crate::payload::LineEnding::None,
                 sent: None,
             });
+        layout.faults = crate::faults::Faults {
+            latency: Some(crate::faults::Latency {
+                delay: 200,
+                jitter: 50,
+            }),
+            close_after: Some(crate::faults::Limit::Bytes(1024)),
+            corrupt: Some(crate::faults::Chance(10_000)),
+            ..Default::default()
+        };
+        layout.accept_fault = Some(crate::faults::AcceptFault::Delay(500));
+        layout.faults_form.draft.stall_writes = true;
         let text = to_ron(&layout);
         let back = parse(&text).unwrap();
-        assert_eq!(back, layout);
+        assert_eq!(back, layout, "faults included");
         assert_eq!(back.connections.widths[&crate::monitor::Column::Rx], 99.0);
         assert!(text.contains("version: 1"), "{text}");
     }

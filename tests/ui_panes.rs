@@ -930,3 +930,38 @@ fn plot_follows_the_selected_connection() {
         "only the selection is followed"
     );
 }
+
+/// The Faults pane sets faults as a person would: a toggle and its value,
+/// then "Apply to new"; a new client then gets them, the row says so, and
+/// "Lift from selected" lets everything held go out.
+#[test]
+fn faults_pane_sets_and_lifts_faults() {
+    let (mut h, addr) = start();
+    click_through(&mut h, &["Faults"]);
+    // Through accessibility: the form scrolls, and this row may be below
+    // the fold of the test window.
+    wait_for(&mut h, "the Faults pane", |h| {
+        h.query_by_label("send nothing until lifted").map(|_| ())
+    });
+    click(&mut h, "send nothing until lifted");
+    assert!(h.state().panes.faults.draft.stall_writes, "the toggle took");
+    click_through(&mut h, &["Apply to new"]);
+    wait_for(&mut h, "the engine to report the new faults", |h| {
+        h.state()
+            .monitor
+            .stats
+            .as_ref()
+            .filter(|s| s.new_faults.stall_writes)
+            .map(|_| ())
+    });
+    let mut a = connect(addr);
+    a.write_all(b"held").unwrap();
+    let id = wait_row(&mut h, &a);
+    expect_silence(&mut h, &mut a, "stalled writes");
+    wait_for(&mut h, "the row's fault badge", |h| {
+        try_cell(h, id, "state").filter(|s| s.contains("faults"))
+    });
+    click_row(&mut h, id);
+    click_through(&mut h, &["Lift from selected"]);
+    assert_eq!(read_n(&mut a, 4), b"held", "lifting sends what was held");
+}

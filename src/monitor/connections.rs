@@ -102,6 +102,15 @@ pub fn state_label_at(c: &ConnCounters, now: Micros) -> String {
 /// A short state label for a row, e.g. `paused (backpressure)`; stable
 /// over time, so rows sort and filter by it.
 pub fn state_label(c: &ConnCounters) -> String {
+    let label = state_label_plain(c);
+    if c.faults.active && !matches!(c.state, ConnState::Closed(_)) {
+        format!("⚡ {label} · faults")
+    } else {
+        label
+    }
+}
+
+fn state_label_plain(c: &ConnCounters) -> String {
     match &c.state {
         ConnState::Closed(reason) => format!("closed: {reason}"),
         ConnState::Closing { .. } => "closing".into(),

@@ -69,6 +69,9 @@ pub struct MuxscopeApp {
     last_snapshot: Option<Instant>,
     /// The mode asked for by the layout until the engine reports it.
     pending_mode: Option<crate::protocol::Mode>,
+    /// Likewise the faults for new connections and the accept fault.
+    pending_faults: Option<crate::faults::Faults>,
+    pending_accept_fault: Option<Option<crate::faults::AcceptFault>>,
 }
 
 impl MuxscopeApp {
@@ -92,6 +95,8 @@ impl MuxscopeApp {
             applied_style: None,
             last_snapshot: None,
             pending_mode: None,
+            pending_faults: None,
+            pending_accept_fault: None,
         }
     }
 
@@ -143,10 +148,16 @@ impl MuxscopeApp {
         {
             self.selection.primary = None;
         }
-        if let (Some(mode), Some(stats)) = (self.pending_mode, &self.monitor.stats)
-            && stats.mode == mode
-        {
-            self.pending_mode = None;
+        if let Some(stats) = &self.monitor.stats {
+            if self.pending_mode == Some(stats.mode) {
+                self.pending_mode = None;
+            }
+            if self.pending_faults.as_ref() == Some(&stats.new_faults) {
+                self.pending_faults = None;
+            }
+            if self.pending_accept_fault == Some(stats.accept_fault) {
+                self.pending_accept_fault = None;
+            }
         }
         more
     }
@@ -180,6 +191,15 @@ impl MuxscopeApp {
             events: self.panes.events.clone(),
             inspector: self.panes.inspector.clone(),
             inject: self.panes.inject.clone(),
+            faults_form: self.panes.faults.clone(),
+            faults: self
+                .pending_faults
+                .clone()
+                .or_else(|| self.monitor.stats.as_ref().map(|s| s.new_faults.clone()))
+                .unwrap_or_default(),
+            accept_fault: self
+                .pending_accept_fault
+                .unwrap_or_else(|| self.monitor.stats.as_ref().and_then(|s| s.accept_fault)),
         }
     }
 
@@ -195,6 +215,7 @@ impl MuxscopeApp {
         self.panes.events = layout.events;
         self.panes.inspector = layout.inspector;
         self.panes.inject = layout.inject;
+        self.panes.faults = layout.faults_form;
         self.theme = layout.theme;
         self.zoom = layout.zoom;
         self.server_bar.listen_text = layout.listen.clone();
@@ -211,6 +232,14 @@ impl MuxscopeApp {
             }
             self.commands.push(Command::SetMode(layout.mode));
             self.pending_mode = Some(layout.mode);
+            self.commands.push(Command::SetFaults {
+                scope: crate::protocol::FaultScope::New,
+                faults: Box::new(layout.faults.clone()),
+            });
+            self.pending_faults = Some(layout.faults.sanitized());
+            self.commands
+                .push(Command::SetAcceptFault(layout.accept_fault));
+            self.pending_accept_fault = Some(layout.accept_fault);
         }
     }
 
@@ -367,6 +396,14 @@ impl MuxscopeApp {
                     }
                     if ui.button("Reset").clicked() {
                         self.zoom = 1.0;
+                    }
+                });
+                ui.menu_button("Show pane", |ui| {
+                    for kind in tiles::PaneKind::ALL {
+                        if ui.button(kind.title()).clicked() {
+                            tiles::show_pane(&mut self.tree, kind);
+                            ui.close();
+                        }
                     }
                 });
                 if ui.button("Reset panes").clicked() {

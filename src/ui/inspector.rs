@@ -196,6 +196,16 @@ impl InspectorPane {
             ui.label(RichText::new(why).weak());
             return;
         };
+        if !detail.faults.is_none() {
+            ui.horizontal_wrapped(|ui| {
+                ui.label("Faults acting on it:");
+                ui.label(
+                    RichText::new(crate::faults::spec::describe(&detail.faults))
+                        .monospace()
+                        .color(super::warn_color(ui)),
+                );
+            });
+        }
         let snapshot = ctx.monitor.details_received();
         let queue_title = format!("Queue: {} pending message(s)", detail.queue.len());
         egui::CollapsingHeader::new(queue_title)
@@ -438,6 +448,22 @@ fn counters_grid(ui: &mut Ui, counters: &ConnCounters, now: u64, queue_limit: Op
             ))
             .on_hover_text("How often mio reported this socket readable or writable");
             ui.end_row();
+            if counters.faults.active {
+                let f = counters.faults;
+                ui.label("faults");
+                let next = match f.next_release {
+                    Some(t) => format!(
+                        " · next release in {}",
+                        format::duration_micros(t.saturating_sub(now))
+                    ),
+                    None => String::new(),
+                };
+                ui.label(
+                    RichText::new(format!("⚡ holding {}{next}", format::bytes(f.held)))
+                        .color(super::warn_color(ui)),
+                );
+                ui.end_row();
+            }
             ui.label("closes");
             ui.label(format!(
                 "{} read closed · {} write closed · {} errors",

@@ -5,6 +5,7 @@
 pub mod app;
 pub mod connections;
 pub mod events;
+pub mod faults;
 pub mod file_dialog;
 pub mod inject;
 pub mod inspector;

@@ -4,6 +4,7 @@
 use super::PaneCtx;
 use super::connections::ConnectionsPane;
 use super::events::EventsPane;
+use super::faults::FaultsPane;
 use super::inject::InjectPane;
 use super::inspector::InspectorPane;
 use super::plot::PlotPane;
@@ -17,15 +18,17 @@ pub enum PaneKind {
     Events,
     Inject,
     Plot,
+    Faults,
 }
 
 impl PaneKind {
-    pub const ALL: [PaneKind; 5] = [
+    pub const ALL: [PaneKind; 6] = [
         PaneKind::Connections,
         PaneKind::Inspector,
         PaneKind::Events,
         PaneKind::Inject,
         PaneKind::Plot,
+        PaneKind::Faults,
     ];
 
     pub fn title(self) -> &'static str {
@@ -35,6 +38,7 @@ impl PaneKind {
             PaneKind::Events => "Events",
             PaneKind::Inject => "Inject",
             PaneKind::Plot => "Throughput",
+            PaneKind::Faults => "Faults",
         }
     }
 }
@@ -48,8 +52,9 @@ pub fn default_tree() -> Tree<PaneKind> {
     let inspector = tiles.insert_pane(PaneKind::Inspector);
     let inject = tiles.insert_pane(PaneKind::Inject);
     let plot = tiles.insert_pane(PaneKind::Plot);
+    let faults = tiles.insert_pane(PaneKind::Faults);
     let left = tiles.insert_vertical_tile(vec![conns, events]);
-    let bottom_right = tiles.insert_tab_tile(vec![inject, plot]);
+    let bottom_right = tiles.insert_tab_tile(vec![inject, plot, faults]);
     let right = tiles.insert_vertical_tile(vec![inspector, bottom_right]);
     let root = tiles.insert_horizontal_tile(vec![left, right]);
     if let Some(egui_tiles::Tile::Container(egui_tiles::Container::Linear(linear))) =
@@ -77,6 +82,7 @@ pub struct Panes {
     pub events: EventsPane,
     pub inject: InjectPane,
     pub plot: PlotPane,
+    pub faults: FaultsPane,
 }
 
 pub struct Behavior<'a, 'b> {
@@ -98,6 +104,7 @@ impl egui_tiles::Behavior<PaneKind> for Behavior<'_, '_> {
                 PaneKind::Events => self.panes.events.ui(ui, &mut self.ctx),
                 PaneKind::Inject => self.panes.inject.ui(ui, &mut self.ctx),
                 PaneKind::Plot => self.panes.plot.ui(ui, &mut self.ctx),
+                PaneKind::Faults => self.panes.faults.ui(ui, &mut self.ctx),
             });
         UiResponse::None
     }
@@ -132,4 +139,21 @@ impl egui_tiles::Behavior<PaneKind> for Behavior<'_, '_> {
             ..SimplificationOptions::default()
         }
     }
+}
+
+/// Bring `kind` into view: make its tab active, or add it to the root if a
+/// layout (from before the pane existed, or edited) has none.
+pub fn show_pane(tree: &mut Tree<PaneKind>, kind: PaneKind) {
+    let tile = match tree.tiles.find_pane(&kind) {
+        Some(tile) => tile,
+        None => {
+            let tile = tree.tiles.insert_pane(kind);
+            match tree.root.and_then(|r| tree.tiles.get_mut(r)) {
+                Some(egui_tiles::Tile::Container(c)) => c.add_child(tile),
+                _ => tree.root = Some(tile),
+            }
+            tile
+        }
+    };
+    tree.make_active(|id, _| id == tile);
 }
