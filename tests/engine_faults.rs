@@ -317,3 +317,16 @@ fn toxicity_zero_spares_new_connections_and_says_so() {
     let status = h.with(|m| m.counters[&id].faults);
     assert!(!status.chosen && !status.active, "{status:?}");
 }
+
+/// Found by the property test: a client whose first bytes come after its
+/// accept delay is over must still be read.
+#[test]
+fn a_client_that_speaks_after_its_accept_delay_is_read() {
+    let h = Harness::start(EngineConfig {
+        accept_fault: Some(AcceptFault::Delay(30)),
+        ..EngineConfig::default()
+    });
+    let mut c = client(h.addr);
+    std::thread::sleep(Duration::from_millis(150));
+    assert_echo(&mut c, b"late");
+}

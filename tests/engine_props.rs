@@ -28,7 +28,10 @@ mod common;
 
 use common::*;
 use muxscope::engine::EngineConfig;
-use muxscope::protocol::{Command, ConnId, ConnState, EventKind, KickMode, Mode, Targets};
+use muxscope::faults::{AcceptFault, Chance, Faults, Latency, Limit, Slice};
+use muxscope::protocol::{
+    Command, ConnId, ConnState, EventKind, FaultScope, KickMode, Mode, Targets,
+};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestCaseError};
 use std::collections::BTreeSet;
@@ -62,19 +65,49 @@ enum Target {
 #[derive(Clone, Debug)]
 enum Op {
     Connect,
-    Send { client: usize, len: usize },
-    Read { client: usize },
-    HalfClose { client: usize },
-    Close { client: usize },
-    Reset { client: usize },
-    Kick { target: Target, mode: KickMode },
-    Inject { target: Target, len: usize },
+    Send {
+        client: usize,
+        len: usize,
+    },
+    Read {
+        client: usize,
+    },
+    HalfClose {
+        client: usize,
+    },
+    Close {
+        client: usize,
+    },
+    Reset {
+        client: usize,
+    },
+    Kick {
+        target: Target,
+        mode: KickMode,
+    },
+    Inject {
+        target: Target,
+        len: usize,
+    },
     SetMode(Mode),
-    SetReadPaused { target: Target, paused: bool },
+    SetReadPaused {
+        target: Target,
+        paused: bool,
+    },
     Listen,
     StopListening,
     Inspect(Pick),
-    Echo { len: usize },
+    Echo {
+        len: usize,
+    },
+    /// Faults for some connections (`None`: for new ones). Lossless faults
+    /// may reach echo clients, whose bytes must still arrive intact and in
+    /// order; destructive ones are sent only to chaos clients.
+    SetFaults {
+        target: Option<Target>,
+        faults: Faults,
+    },
+    AcceptDelay(Option<u32>),
 }
 
 fn pick() -> impl Strategy<Value = Pick> {
@@ -114,6 +147,45 @@ fn kick_mode() -> impl Strategy<Value = KickMode> {
     prop_oneof![Just(KickMode::Graceful), Just(KickMode::Reset)]
 }
 
+/// Faults that delay or reshape but lose nothing, small enough that an
+/// echo step still finishes quickly.
+fn lossless_faults() -> impl Strategy<Value = Faults> {
+    (
+        proptest::option::of((0..20u32, 0..5u32)),
+        proptest::option::of(4u64 << 20..64 << 20),
+        proptest::option::of((256..4096u32, 0..2u32)),
+    )
+        .prop_map(|(latency, bandwidth, slice)| Faults {
+            latency: latency.map(|(delay, jitter)| Latency { delay, jitter }),
+            bandwidth,
+            slice: slice.map(|(min, delay)| Slice {
+                min,
+                max: min * 2,
+                delay,
+            }),
+            ..Faults::default()
+        })
+}
+
+/// Faults that alter or end a connection.
+fn destructive_faults() -> impl Strategy<Value = Faults> {
+    (
+        proptest::option::of(0..=1_000_000u32),
+        proptest::option::of(0..8192u64),
+        proptest::option::of(0..8192u64),
+        proptest::option::of(1..65536u32),
+        any::<bool>(),
+    )
+        .prop_map(|(corrupt, close, reset, rcvbuf, stall)| Faults {
+            corrupt: corrupt.map(Chance),
+            close_after: close.map(Limit::Bytes),
+            reset_after: reset.map(Limit::Bytes),
+            rcvbuf,
+            stall_writes: stall,
+            ..Faults::default()
+        })
+}
+
 fn op() -> impl Strategy<Value = Op> {
     let client = any::<usize>();
     prop_oneof![
@@ -131,6 +203,11 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::StopListening),
         1 => pick().prop_map(Op::Inspect),
         3 => (1..64 * 1024usize).prop_map(|len| Op::Echo { len }),
+        1 => (proptest::option::of(target()), lossless_faults())
+            .prop_map(|(target, faults)| Op::SetFaults { target, faults }),
+        1 => (proptest::collection::vec(pick(), 1..4), destructive_faults())
+            .prop_map(|(ids, faults)| Op::SetFaults { target: Some(Target::Ids(ids)), faults }),
+        1 => proptest::option::of(0..30u32).prop_map(Op::AcceptDelay),
     ]
 }
 
@@ -400,6 +477,19 @@ impl Run {
                 self.command(Command::Inspect { conn })?;
             }
             Op::Echo { len } => self.echo_step(*len)?,
+            Op::SetFaults { target, faults } => {
+                let scope = match target {
+                    None => FaultScope::New,
+                    Some(t) => FaultScope::Conns(self.resolve(t)),
+                };
+                self.command(Command::SetFaults {
+                    scope,
+                    faults: Box::new(faults.clone()),
+                })?;
+            }
+            Op::AcceptDelay(ms) => {
+                self.command(Command::SetAcceptFault(ms.map(AcceptFault::Delay)))?;
+            }
         }
         Ok(())
     }
@@ -470,8 +560,22 @@ impl Run {
                     let sent = &sent;
                     scope.spawn(move || w.write_all(sent).expect("echo client writes"));
                 }
-                read_n(&mut e.stream, expected.len(), "echo client")
+                let mut buf = vec![0; expected.len()];
+                std::io::Read::read_exact(&mut e.stream, &mut buf).map(|()| buf)
             });
+            let got = match got {
+                Ok(got) => got,
+                Err(err) => {
+                    let kinds = self.h.kinds_of(e.id);
+                    let tail: Vec<_> = kinds.iter().rev().take(40).rev().collect();
+                    let counters = self.h.with(|m| m.counters.get(&e.id).cloned());
+                    return Err(fail(format!(
+                        "{}: echo of {} bytes failed: {err}; counters {counters:?}; last events {tail:#?}",
+                        e.id,
+                        expected.len()
+                    )));
+                }
+            };
             if got != expected {
                 let at = got.iter().zip(&expected).position(|(a, b)| a != b);
                 let around = |v: &[u8]| {

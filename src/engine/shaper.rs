@@ -317,8 +317,15 @@ impl Shaper {
                 at(self.send.ready_at(rate, queued));
             }
         }
-        if read_held && let Some(rate) = self.faults.read_bandwidth {
-            at(self.recv.ready_at(rate, u64::MAX).max(now + 1));
+        if read_held {
+            // Reading resumes when the hold is over and the read bucket has
+            // bytes again; already due, the loop comes back at once (an
+            // event that came after the hold ended must not leave it shut).
+            let bucket = match self.faults.read_bandwidth {
+                Some(rate) => self.recv.ready_at(rate, u64::MAX),
+                None => 0,
+            };
+            at(bucket.max(self.hold_until).max(now));
         }
         wake
     }
