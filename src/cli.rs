@@ -2,9 +2,11 @@
 //! the seed's address, as a double-click would start it.
 
 use crate::engine::{DEFAULT_LISTEN, EngineConfig};
+use crate::faults::spec::{self, FaultPlan};
 use crate::protocol::Mode;
 
 use clap::Parser;
+use clap::builder::TypedValueParser;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -83,6 +85,50 @@ pub struct Cli {
     /// engine, e.g. ws://127.0.0.1:8801/ws?token=SECRET.
     #[arg(long, value_name = "URL", conflicts_with = "headless")]
     pub attach: Option<String>,
+
+    /// Faults for every new connection, e.g. latency=200ms~50ms,
+    /// bandwidth=10KiB/s, slice=4..64@0ms, stall-writes, close-after=1KiB,
+    /// accept=refuse. Repeatable or comma-separated; a fault given twice
+    /// takes the later value. See the README's "Faults" for the grammar.
+    #[arg(
+        long = "fault",
+        value_name = "SPEC",
+        action = clap::ArgAction::Append,
+        value_parser = FaultSpecParser
+    )]
+    pub faults: Vec<FaultPlan>,
+}
+
+/// `--fault`'s parser. A bad spec is reported as the grammar's own line
+/// (`error: --fault: unknown fault 'latncy': valid faults are …`), not as
+/// clap's "invalid value" line, which would repeat the value unescaped.
+#[derive(Clone, Copy, Debug)]
+struct FaultSpecParser;
+
+impl TypedValueParser for FaultSpecParser {
+    type Value = FaultPlan;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<FaultPlan, clap::Error> {
+        let fail = |message: String| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("--fault: {message}\n"),
+            )
+            .with_cmd(cmd)
+        };
+        let text = value.to_str().ok_or_else(|| {
+            fail(format!(
+                "{}: a fault spec is text (UTF-8)",
+                crate::logging::terminal_safe(&value.to_string_lossy(), 80)
+            ))
+        })?;
+        spec::parse(text).map_err(|e| fail(e.to_string()))
+    }
 }
 
 fn parse_secs(s: &str) -> Result<f64, String> {
@@ -134,7 +180,13 @@ impl Cli {
         Some(opts)
     }
 
+    /// Every `--fault` as one plan, later ones winning.
+    pub fn fault_plan(&self) -> FaultPlan {
+        FaultPlan::fold(&self.faults)
+    }
+
     pub fn engine_config(&self) -> EngineConfig {
+        let plan = self.fault_plan();
         EngineConfig {
             listen: Some(
                 self.listen
@@ -146,7 +198,76 @@ impl Cli {
             low_water: self.queue_limit / 4,
             transcript_limit: self.transcript_bytes,
             kick_timeout: std::time::Duration::from_secs_f64(self.kick_timeout),
+            faults: plan.faults,
+            accept_fault: plan.accept,
             ..EngineConfig::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::faults::{AcceptFault, Latency};
+
+    #[test]
+    fn faults_from_several_flags_fill_the_engine_config() {
+        let cli = Cli::try_parse_from([
+            "muxscope",
+            "--fault",
+            "latency=1ms,accept=stall",
+            "--fault=slice=4..64@0ms, stall-writes",
+            "--fault",
+            "latency=200ms~50ms",
+        ])
+        .unwrap();
+        assert_eq!(cli.faults.len(), 3);
+        let config = cli.engine_config();
+        assert_eq!(
+            config.faults.latency,
+            Some(Latency {
+                delay: 200,
+                jitter: 50
+            })
+        );
+        assert!(config.faults.stall_writes);
+        assert_eq!(config.faults.slice.map(|s| (s.min, s.max)), Some((4, 64)));
+        assert_eq!(config.accept_fault, Some(AcceptFault::Stall));
+        assert_eq!(
+            cli.fault_plan().to_string(),
+            "latency=200ms~50ms, slice=4..64@0ms, stall-writes, accept=stall"
+        );
+    }
+
+    #[test]
+    fn no_fault_flag_means_no_faults() {
+        let config = Cli::try_parse_from(["muxscope"]).unwrap().engine_config();
+        assert!(config.faults.is_none());
+        assert_eq!(config.accept_fault, None);
+    }
+
+    /// The grammar's line is clap's error line; clap exits with 2.
+    #[test]
+    fn a_bad_spec_is_one_line_naming_the_bad_part() {
+        let err =
+            Cli::try_parse_from(["muxscope", "--fault", "stall-writes,latncy=1ms"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
+        assert_eq!(err.exit_code(), 2);
+        let text = err.render().to_string();
+        let first = text.lines().next().unwrap();
+        assert!(
+            first.starts_with(
+                "error: --fault: unknown fault 'latncy' (did you mean latency?): valid faults are latency,"
+            ),
+            "{text}"
+        );
+        // The value is not repeated raw: escapes stay escaped.
+        let err = Cli::try_parse_from(["muxscope", "--fault", "latency=1\u{1b}[2J"]).unwrap_err();
+        let text = err.render().to_string();
+        assert!(!text.contains('\u{1b}'), "{text:?}");
+        assert!(
+            text.contains("'1\\u{1b}[2J' in 'latency=1\\u{1b}[2J'"),
+            "{text}"
+        );
     }
 }

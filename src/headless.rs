@@ -14,6 +14,7 @@ const FAILURE_WAIT: Duration = Duration::from_secs(5);
 
 use crate::control::{self, ControlOptions, ControlServer};
 use crate::engine::{EngineConfig, EngineHandle};
+use crate::faults::spec::FaultPlan;
 use crate::format;
 use crate::logging::terminal_safe;
 use crate::protocol::{Batch, EngineStats, ListenState};
@@ -131,6 +132,7 @@ impl Headless {
             control::resolve_addr(&opts.addr)
                 .and_then(|addr| control::check_exposure(addr, opts.token.as_deref()))?;
         }
+        let faults = faults_line(&config);
         let engine =
             EngineHandle::spawn(config).map_err(|e| format!("cannot start the engine: {e}"))?;
         match engine.initial_listen() {
@@ -138,6 +140,7 @@ impl Headless {
             ListenState::Failed { error, .. } => return Err(error.clone()),
             ListenState::Stopped => println!("muxscope running without a listener"),
         }
+        println!("{faults}");
         let mut server = None;
         let mut batches = engine.batches().clone();
         if let Some(opts) = &control {
@@ -226,6 +229,16 @@ impl Headless {
     }
 }
 
+/// The active faults as printed at start, in the `--fault` grammar:
+/// `muxscope faults: latency=200ms~50ms, stall-writes`, or `… faults: none`.
+pub fn faults_line(config: &EngineConfig) -> String {
+    let plan = FaultPlan {
+        faults: config.faults.clone(),
+        accept: config.accept_fault,
+    };
+    format!("muxscope faults: {plan}")
+}
+
 /// Why the event stream ended: the engine's panic message once its thread
 /// has finished.
 fn engine_failure(engine: &mut EngineHandle) -> String {
@@ -271,6 +284,20 @@ mod tests {
             listen,
             ..EngineStats::default()
         }
+    }
+
+    #[test]
+    fn the_faults_line_is_the_canonical_spec() {
+        let mut config = EngineConfig::default();
+        assert_eq!(faults_line(&config), "muxscope faults: none");
+        let plan =
+            crate::faults::spec::parse("stall-writes,accept=stall,latency=200ms~50ms").unwrap();
+        config.faults = plan.faults;
+        config.accept_fault = plan.accept;
+        assert_eq!(
+            faults_line(&config),
+            "muxscope faults: latency=200ms~50ms, stall-writes, accept=stall"
+        );
     }
 
     /// A listen error holds the address a viewer typed: the line shows it

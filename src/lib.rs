@@ -14,7 +14,8 @@ pub mod cli;
 pub mod engine;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod headless;
-#[cfg(not(target_arch = "wasm32"))]
+/// `terminal_safe` is everywhere (the fault grammar's errors use it); the
+/// logger itself is native only.
 pub mod logging;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod paths;

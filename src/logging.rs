@@ -1,15 +1,23 @@
 //! Logging: to stderr when a terminal is attached, otherwise (double-clicked
 //! app) to `muxscope.log` in the data directory, which the Help menu names.
+//! The logger is native only; [`terminal_safe`] is pure and builds for the
+//! web viewer too.
 
 use std::borrow::Cow;
+#[cfg(not(target_arch = "wasm32"))]
 use std::fs::{File, OpenOptions};
+#[cfg(not(target_arch = "wasm32"))]
 use std::io::{IsTerminal, Write};
+#[cfg(not(target_arch = "wasm32"))]
 use std::path::PathBuf;
+#[cfg(not(target_arch = "wasm32"))]
 use std::sync::Mutex;
 
 /// Above this size the log starts over, so it never grows without bound.
+#[cfg(not(target_arch = "wasm32"))]
 const MAX_LOG_BYTES: u64 = 4 * 1024 * 1024;
 /// One log record's message is cut to this many bytes.
+#[cfg(not(target_arch = "wasm32"))]
 const MAX_RECORD_BYTES: usize = 4096;
 
 /// `text` made safe to print on a terminal or write to a log: control
@@ -49,10 +57,12 @@ fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 struct Logger {
     file: Option<Mutex<File>>,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 impl log::Log for Logger {
     fn enabled(&self, metadata: &log::Metadata) -> bool {
         metadata.level() <= log::Level::Info
@@ -90,6 +100,7 @@ impl log::Log for Logger {
 }
 
 /// Install the logger. Returns the log file's path when logging to a file.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn init() -> Option<PathBuf> {
     let path = crate::paths::log_path();
     let file = if std::io::stderr().is_terminal() {

@@ -387,7 +387,7 @@ impl EventKind {
             EventKind::ListenFailed { addr, error } => format!("cannot listen on {addr}: {error}"),
             EventKind::ListenStopped => "stopped listening".to_owned(),
             EventKind::ModeChanged { mode } => format!("mode set to {mode}"),
-            EventKind::FaultsSet { spec } if spec.is_empty() => "faults lifted".to_owned(),
+            EventKind::FaultsSet { spec } if spec == "none" => "faults lifted".to_owned(),
             EventKind::FaultsSet { spec } => format!("faults: {spec}"),
             EventKind::FaultHeld { n, wait } => format!(
                 "fault holds {} for {}",

@@ -333,7 +333,7 @@ impl Io<'_> {
 
     /// Replace the faults acting on this connection.
     pub fn set_faults(&mut self, conn: &mut Connection, faults: &crate::faults::Faults) -> Outcome {
-        let spec = crate::faults::spec::describe(faults);
+        let spec = faults.to_string();
         match conn.shaper.as_mut() {
             Some(s) => s.set_faults(faults.clone()),
             None if faults.is_none() => {}

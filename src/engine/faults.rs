@@ -18,7 +18,7 @@ impl EventLoop {
                 self.emit(
                     None,
                     EventKind::FaultsSet {
-                        spec: crate::faults::spec::describe(&faults),
+                        spec: faults.to_string(),
                     },
                 );
                 self.new_faults = faults;

@@ -3,7 +3,7 @@
 //! the selected ones; and the engine-wide fault on accepting.
 
 use super::{PaneCtx, labelled};
-use crate::faults::{AcceptFault, Chance, Faults, Latency, Limit, Millis, Slice, spec};
+use crate::faults::{AcceptFault, Chance, Faults, Latency, Limit, Millis, Slice};
 use crate::protocol::{Command, FaultScope, Targets};
 use egui::{DragValue, RichText, Ui};
 use serde::{Deserialize, Serialize};
@@ -26,7 +26,7 @@ impl FaultsPane {
             .unwrap_or_default();
         ui.horizontal_wrapped(|ui| {
             ui.label("New connections get:");
-            ui.label(RichText::new(spec::describe(&new_faults)).monospace());
+            ui.label(RichText::new(new_faults.to_string()).monospace());
         });
         ui.horizontal_wrapped(|ui| {
             ui.label("Accepting:");
@@ -96,7 +96,7 @@ impl FaultsPane {
         });
         ui.separator();
         ui.label(
-            RichText::new(spec::describe(&self.draft))
+            RichText::new(self.draft.to_string())
                 .monospace()
                 .weak(),
         );

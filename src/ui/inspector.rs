@@ -200,7 +200,7 @@ impl InspectorPane {
             ui.horizontal_wrapped(|ui| {
                 ui.label("Faults acting on it:");
                 ui.label(
-                    RichText::new(crate::faults::spec::describe(&detail.faults))
+                    RichText::new(detail.faults.to_string())
                         .monospace()
                         .color(super::warn_color(ui)),
                 );
