@@ -5,7 +5,12 @@
 # - wasm-bindgen-cli at exactly the version Cargo.lock pins (cargo install);
 # - trunk 0.21.14 (cargo install; about 14 CPU-minutes the first time);
 # - wasm-opt from the npm package binaryen, into target/web-tools/.
-# Then: trunk build --release --offline. Extra arguments go to trunk.
+# Then: trunk build --release --offline, which builds the wasm with the
+# size-focused cargo profile `wasm-release` (Cargo.toml; index.html selects
+# it) and shrinks it with wasm-opt -Oz. Extra arguments go to trunk.
+# Last, scripts/precompress.mjs writes NAME.br and NAME.gz next to the wasm
+# and the JavaScript, which the control endpoint sends to browsers that
+# accept them.
 #
 # Serve the result with `muxscope --headless --control ADDR --web-root dist`
 # (or ship it as dist/ next to the executable, which is the default).
@@ -52,8 +57,22 @@ if [ ! -x "$TOOLS_DIR/node_modules/.bin/wasm-opt" ]; then
 fi
 export PATH="$PWD/$TOOLS_DIR/node_modules/.bin:$PATH"
 
+# Where trunk writes (Trunk.toml says dist; --dist/-d on the command line
+# overrides it).
+DIST=dist
+prev=""
+for arg in "$@"; do
+  case "$prev" in --dist | -d) DIST=$arg ;; esac
+  case "$arg" in --dist=*) DIST=${arg#--dist=} ;; esac
+  prev=$arg
+done
+
 echo "== trunk build --release --offline"
+start=$(date +%s)
 trunk build --release --offline "$@"
-echo "== dist/"
-ls -l dist
+echo "== trunk build took $(($(date +%s) - start)) s"
+echo "== precompress $DIST/ (brotli, gzip)"
+node scripts/precompress.mjs "$DIST"
+echo "== $DIST/"
+ls -l "$DIST"
 echo "serve it with: muxscope --headless --control 127.0.0.1:8801 --web-root dist"

@@ -30,7 +30,7 @@ if [ "${E2E_SKIP_WEB_BUILD:-0}" != 1 ] || [ ! -f dist/index.html ]; then
 fi
 echo "== cargo build --bin muxscope"
 cargo build --bin muxscope
-BIN=target/debug/muxscope
+BIN="${CARGO_TARGET_DIR:-target}/debug/muxscope"
 
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 echo "== muxscope --headless --listen 127.0.0.1:0 --control 127.0.0.1:$PORT"

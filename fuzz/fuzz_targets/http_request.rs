@@ -8,19 +8,26 @@
 //! holds another file. Properties: nothing panics; a `200` body is one of
 //! the viewer files; `resolve` only returns files inside the canonical
 //! root; only a GET of `/ws` upgrades; a streamed file is a viewer file of
-//! the announced length.
+//! the announced length; a file is sent gzip-encoded (its `.gz` sibling)
+//! only when the request's `Accept-Encoding` takes gzip, and every file
+//! response says `Vary: Accept-Encoding`. `http::AcceptEncoding::parse`
+//! also gets the raw input, as one header value.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use muxscope::control::http::{self, HttpConfig, Parsed, Route};
+use muxscope::control::http::{self, AcceptEncoding, Coding, HttpConfig, Parsed, Route};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-const VIEWER_FILES: [(&str, &str); 3] = [
+const VIEWER_FILES: [(&str, &str); 4] = [
     ("index.html", "<!doctype html><title>viewer</title>"),
     ("app.js", "console.log('viewer')"),
+    // Written after app.js, so it is not older (stale).
+    ("app.js.gz", GZ_BODY),
     ("sub/index.html", "<!doctype html><title>sub</title>"),
 ];
+/// Stands for app.js gzipped; the server never looks inside.
+const GZ_BODY: &str = "app.js, gzipped";
 
 struct WebRoot {
     /// Canonical, as `HttpConfig` keeps it.
@@ -63,10 +70,14 @@ fn web_root() -> &'static WebRoot {
 
 fuzz_target!(|data: &[u8]| {
     let web = web_root();
-    check_resolve(&web.root, &String::from_utf8_lossy(data));
+    let text = String::from_utf8_lossy(data);
+    check_resolve(&web.root, &text);
+    let accepted = AcceptEncoding::parse([&*text]);
+    let _ = http::preferred_coding(&accepted, Coding::ALL);
     let Parsed::Complete(head, _) = http::parse_head(data) else {
         return;
     };
+    let gzip_ok = AcceptEncoding::parse(head.header_values("accept-encoding")).weight(Coding::Gzip) > 0;
     let path = head.target.split('?').next().unwrap_or_default();
     check_resolve(&web.root, path);
     for cfg in [&web.open, &web.with_token] {
@@ -75,7 +86,7 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!((head.method.as_str(), path), ("GET", "/ws"));
                 assert!(response.starts_with(b"HTTP/1.1 101 "));
             }
-            Route::Reply(response) => check_reply(&head.method, &response),
+            Route::Reply(response) => check_reply(&head.method, &response, gzip_ok),
             Route::File {
                 head: reply,
                 file,
@@ -86,6 +97,7 @@ fuzz_target!(|data: &[u8]| {
                 let body = std::io::read_to_string(file).unwrap();
                 assert_eq!(body.len() as u64, len);
                 assert_viewer_file(body.as_bytes());
+                check_encoding(&reply, body.as_bytes(), gzip_ok);
             }
         }
     }
@@ -102,7 +114,7 @@ fn check_resolve(root: &Path, path: &str) {
     }
 }
 
-fn check_reply(method: &str, response: &[u8]) {
+fn check_reply(method: &str, response: &[u8], gzip_ok: bool) {
     let split = response
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -114,7 +126,21 @@ fn check_reply(method: &str, response: &[u8]) {
             assert!(body.is_empty());
         } else {
             assert_viewer_file(body);
+            check_encoding(head, body, gzip_ok);
         }
+    }
+}
+
+/// A file response says Vary; an encoded one is the .gz sibling, sent only
+/// when gzip was acceptable.
+fn check_encoding(head: &[u8], body: &[u8], gzip_ok: bool) {
+    let head = String::from_utf8_lossy(head);
+    assert!(head.contains("\r\nVary: Accept-Encoding\r\n"), "{head}");
+    if head.contains("\r\nContent-Encoding: gzip\r\n") {
+        assert!(gzip_ok, "gzip sent unasked: {head}");
+        assert_eq!(body, GZ_BODY.as_bytes());
+    } else {
+        assert!(!head.contains("Content-Encoding"), "{head}");
     }
 }
 

@@ -6,6 +6,13 @@
 //! fetched once. Files are streamed by the io thread ([`Route::File`]), so a
 //! slow reader never makes the server hold a whole file.
 //!
+//! A file may have precompressed siblings, `NAME.br` and `NAME.gz`
+//! (scripts/build-web.sh writes them for the wasm and the JavaScript). When
+//! the request's `Accept-Encoding` takes one ([`preferred_coding`]), the
+//! sibling is streamed instead, with `Content-Encoding` and the original
+//! `Content-Type`; a sibling must pass the same checks as the file itself
+//! ([`sibling`]). Every file response says `Vary: Accept-Encoding`.
+//!
 //! Every response forbids framing (`Content-Security-Policy:
 //! frame-ancestors 'none'` and `X-Frame-Options: DENY`), so no other site
 //! can overlay the viewer and click for the user. Scripts may come from
@@ -30,6 +37,8 @@ pub const MAX_HEADERS: usize = 32;
 const MAX_HASHED_HTML: u64 = 1 << 20;
 /// The policy for every response; an HTML page adds its scripts' hashes.
 const CSP_SCRIPT: &str = "script-src 'self' 'wasm-unsafe-eval'";
+/// On every file response: the body depends on `Accept-Encoding`.
+const VARY: &str = "Vary: Accept-Encoding\r\n";
 const CSP_REST: &str = "style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
      connect-src 'self' ws: wss:; manifest-src 'self'; base-uri 'none'; form-action 'none'; \
      frame-ancestors 'none'";
@@ -49,6 +58,14 @@ impl RequestHead {
         self.headers
             .iter()
             .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of a list-valued header (it may be sent several times).
+    pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n == name)
             .map(|(_, v)| v.as_str())
     }
 
@@ -164,7 +181,8 @@ pub fn route(head: &RequestHead, cfg: &HttpConfig) -> Route {
             Err(reply) => Route::Reply(reply),
         };
     }
-    serve_static(path, cfg, head_only)
+    let accepted = AcceptEncoding::parse(head.header_values("accept-encoding"));
+    serve_static(path, cfg, head_only, &accepted)
 }
 
 /// The `101` response for a valid, authorised upgrade, or the error reply.
@@ -300,6 +318,179 @@ pub fn resolve(root: &Path, path: &str) -> Result<PathBuf, Refused> {
     Ok(file)
 }
 
+/// A content coding the endpoint can serve from a precompressed sibling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Coding {
+    Brotli,
+    Gzip,
+}
+
+impl Coding {
+    /// In the order the endpoint prefers them when the client likes both
+    /// equally (brotli is the smaller).
+    pub const ALL: [Coding; 2] = [Coding::Brotli, Coding::Gzip];
+
+    /// The `Content-Encoding` token.
+    pub fn token(self) -> &'static str {
+        match self {
+            Coding::Brotli => "br",
+            Coding::Gzip => "gzip",
+        }
+    }
+
+    /// What the sibling's name adds to the file's: `NAME.br`, `NAME.gz`.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Coding::Brotli => "br",
+            Coding::Gzip => "gz",
+        }
+    }
+}
+
+/// Elements of `Accept-Encoding` looked at; any more are ignored (the head
+/// is bounded anyway, this bounds the work per request).
+const MAX_CODINGS: usize = 64;
+
+/// What a request's `Accept-Encoding` (RFC 9110, section 12.5.3) says about
+/// the codings the endpoint has, as weights in thousandths: 0 is refused.
+/// Names are case-insensitive; `x-gzip` is `gzip`; `*` covers codings not
+/// named; an element with a malformed weight is ignored; when a coding is
+/// named twice the first counts. No header means identity only.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AcceptEncoding {
+    br: Option<u16>,
+    gzip: Option<u16>,
+    identity: Option<u16>,
+    any: Option<u16>,
+}
+
+impl AcceptEncoding {
+    /// From every value of the header (none when it is absent).
+    pub fn parse<'a>(values: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut out = AcceptEncoding::default();
+        let elements = values
+            .into_iter()
+            .flat_map(|v| v.split(','))
+            .take(MAX_CODINGS);
+        for element in elements {
+            let mut parts = element.split(';');
+            let name = parts.next().unwrap_or_default().trim();
+            if name.is_empty() {
+                continue;
+            }
+            let mut weight = Some(1000);
+            for param in parts {
+                let (key, value) = param.split_once('=').unwrap_or((param, ""));
+                if key.trim().eq_ignore_ascii_case("q") {
+                    weight = qvalue(value);
+                }
+            }
+            let Some(weight) = weight else {
+                continue;
+            };
+            let slot = if name.eq_ignore_ascii_case("br") {
+                &mut out.br
+            } else if name.eq_ignore_ascii_case("gzip") || name.eq_ignore_ascii_case("x-gzip") {
+                &mut out.gzip
+            } else if name.eq_ignore_ascii_case("identity") {
+                &mut out.identity
+            } else if name == "*" {
+                &mut out.any
+            } else {
+                continue;
+            };
+            slot.get_or_insert(weight);
+        }
+        out
+    }
+
+    /// The weight of `coding` (0: not acceptable).
+    pub fn weight(&self, coding: Coding) -> u16 {
+        let named = match coding {
+            Coding::Brotli => self.br,
+            Coding::Gzip => self.gzip,
+        };
+        named.or(self.any).unwrap_or(0)
+    }
+
+    /// The codings the client takes, the one it weighs highest first (the
+    /// endpoint's order, [`Coding::ALL`], breaks ties). None when it
+    /// refuses them all or weighs an explicit `identity` higher.
+    pub fn by_preference(&self) -> Vec<Coding> {
+        let floor = self.identity.unwrap_or(0);
+        let mut out: Vec<Coding> = Coding::ALL
+            .into_iter()
+            .filter(|c| self.weight(*c) > 0 && self.weight(*c) >= floor)
+            .collect();
+        // Stable: ties keep the endpoint's order.
+        out.sort_by_key(|c| std::cmp::Reverse(self.weight(*c)));
+        out
+    }
+}
+
+/// A weight, `0` to `1` with at most three decimals, in thousandths.
+fn qvalue(text: &str) -> Option<u16> {
+    let text = text.trim();
+    let (int, frac) = text.split_once('.').unwrap_or((text, ""));
+    if frac.len() > 3 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let frac = frac
+        .bytes()
+        .chain(std::iter::repeat(b'0'))
+        .take(3)
+        .fold(0u16, |acc, b| acc * 10 + u16::from(b - b'0'));
+    match int {
+        "0" => Some(frac),
+        "1" if frac == 0 => Some(1000),
+        _ => None,
+    }
+}
+
+/// The coding to send, out of those `available`: the first of
+/// [`AcceptEncoding::by_preference`] that is there.
+pub fn preferred_coding(
+    accepted: &AcceptEncoding,
+    available: impl IntoIterator<Item = Coding>,
+) -> Option<Coding> {
+    let available: Vec<Coding> = available.into_iter().collect();
+    accepted
+        .by_preference()
+        .into_iter()
+        .find(|c| available.contains(c))
+}
+
+/// The precompressed sibling of `file` (a path [`resolve`] gave), by the
+/// same rules: after resolving symlinks it lies under `root` and is a
+/// regular file.
+pub fn sibling(root: &Path, file: &Path, coding: Coding) -> Option<PathBuf> {
+    let mut name = file.file_name()?.to_os_string();
+    name.push(".");
+    name.push(coding.extension());
+    let found = file.with_file_name(name).canonicalize().ok()?;
+    (found.starts_with(root) && found.is_file()).then_some(found)
+}
+
+/// The sibling to stream for `file` and what it is encoded with: the most
+/// wanted one that exists, is a regular file once open, and is not older
+/// than `file` (an older one is stale, left from an earlier build).
+fn open_sibling(
+    root: &Path,
+    file: &Path,
+    plain: &fs::Metadata,
+    accepted: &AcceptEncoding,
+) -> Option<(File, u64, Coding)> {
+    accepted.by_preference().into_iter().find_map(|coding| {
+        let opened = File::open(sibling(root, file, coding)?).ok()?;
+        let meta = opened.metadata().ok()?;
+        let stale = matches!(
+            (meta.modified(), plain.modified()),
+            (Ok(sib), Ok(orig)) if sib < orig
+        );
+        (meta.is_file() && !stale).then_some((opened, meta.len(), coding))
+    })
+}
+
 pub fn content_type(path: &Path) -> &'static str {
     let ext = path
         .extension()
@@ -320,7 +511,7 @@ pub fn content_type(path: &Path) -> &'static str {
     }
 }
 
-fn serve_static(path: &str, cfg: &HttpConfig, head_only: bool) -> Route {
+fn serve_static(path: &str, cfg: &HttpConfig, head_only: bool, accepted: &AcceptEncoding) -> Route {
     let Some(root) = &cfg.web_root else {
         return Route::Reply(not_built(cfg, head_only));
     };
@@ -334,26 +525,35 @@ fn serve_static(path: &str, cfg: &HttpConfig, head_only: bool) -> Route {
     let Ok(opened) = File::open(&file) else {
         return not_found();
     };
-    let Ok(len) = opened.metadata().map(|m| m.len()) else {
+    let Ok(meta) = opened.metadata() else {
         return not_found();
     };
     let kind = content_type(&file);
-    if kind.starts_with("text/html") && len <= MAX_HASHED_HTML {
+    if kind.starts_with("text/html") && meta.len() <= MAX_HASHED_HTML {
+        // Read whole to hash its scripts; always sent as it is.
         let Ok(body) = fs::read(&file) else {
             return not_found();
         };
         let csp = csp(&inline_script_hashes(&String::from_utf8_lossy(&body)));
-        return Route::Reply(response_with(200, "OK", kind, &body, head_only, &csp));
+        let mut out = response_head(200, "OK", kind, body.len() as u64, &csp, VARY);
+        if !head_only {
+            out.extend_from_slice(&body);
+        }
+        return Route::Reply(out);
     }
-    let head = response_head(200, "OK", kind, len, &csp(&[]));
+    let (file, len, coding) = match open_sibling(root, &file, &meta, accepted) {
+        Some((sib, len, coding)) => (sib, len, Some(coding)),
+        None => (opened, meta.len(), None),
+    };
+    let extra = match coding {
+        Some(c) => format!("Content-Encoding: {}\r\n{VARY}", c.token()),
+        None => VARY.to_owned(),
+    };
+    let head = response_head(200, "OK", kind, len, &csp(&[]), &extra);
     if head_only {
         return Route::Reply(head);
     }
-    Route::File {
-        head,
-        file: opened,
-        len,
-    }
+    Route::File { head, file, len }
 }
 
 /// The page served when there is no viewer to serve.
@@ -433,30 +633,35 @@ pub fn response(
     body: &[u8],
     head_only: bool,
 ) -> Vec<u8> {
-    response_with(status, reason, content_type, body, head_only, &csp(&[]))
-}
-
-fn response_with(
-    status: u16,
-    reason: &str,
-    content_type: &str,
-    body: &[u8],
-    head_only: bool,
-    csp: &str,
-) -> Vec<u8> {
-    let mut out = response_head(status, reason, content_type, body.len() as u64, csp);
+    let mut out = response_head(
+        status,
+        reason,
+        content_type,
+        body.len() as u64,
+        &csp(&[]),
+        "",
+    );
     if !head_only {
         out.extend_from_slice(body);
     }
     out
 }
 
-/// The head of a response whose body is `len` bytes.
-fn response_head(status: u16, reason: &str, content_type: &str, len: u64, csp: &str) -> Vec<u8> {
+/// The head of a response whose body is `len` bytes; `extra` is more
+/// header lines, each ending in CRLF.
+fn response_head(
+    status: u16,
+    reason: &str,
+    content_type: &str,
+    len: u64,
+    csp: &str,
+    extra: &str,
+) -> Vec<u8> {
     format!(
         "HTTP/1.1 {status} {reason}\r\n\
          Content-Type: {content_type}\r\n\
          Content-Length: {len}\r\n\
+         {extra}\
          Cache-Control: no-cache\r\n\
          X-Content-Type-Options: nosniff\r\n\
          Referrer-Policy: no-referrer\r\n\
@@ -653,6 +858,76 @@ mod tests {
         let text = String::from_utf8_lossy(&r);
         assert!(text.contains("scripts/build-web.sh") && text.contains("--web-root"));
         assert!(text.contains("frame-ancestors 'none'"));
+    }
+
+    #[test]
+    fn accept_encoding_picks_by_weight_then_brotli() {
+        use Coding::{Brotli, Gzip};
+        let pick = |v: &str| preferred_coding(&AcceptEncoding::parse([v]), Coding::ALL);
+        for (value, want) in [
+            ("gzip, deflate, br, zstd", Some(Brotli)),
+            ("gzip", Some(Gzip)),
+            ("GZip", Some(Gzip)),
+            ("x-gzip", Some(Gzip)),
+            ("Br", Some(Brotli)),
+            ("BR;Q=0.5, gzip;q=0.6", Some(Gzip)),
+            ("br; q=1.0, gzip", Some(Brotli)),
+            ("br;q=1., gzip;q=1.000", Some(Brotli)),
+            ("br;q=0, gzip;q=0.001", Some(Gzip)),
+            ("br;q=0.000, gzip;q=0", None),
+            ("*", Some(Brotli)),
+            ("*;q=0", None),
+            ("br;q=0, *", Some(Gzip)),
+            // A named coding beats `*`, wherever it stands.
+            ("*, br;q=0", Some(Gzip)),
+            ("*;q=0, gzip", Some(Gzip)),
+            // An explicit identity weighed higher wins.
+            ("identity, gzip;q=0.5", None),
+            ("identity;q=0.5, gzip", Some(Gzip)),
+            ("identity;q=0", None),
+            ("", None),
+            ("deflate, zstd", None),
+            // The first mention counts.
+            ("br;q=0, br", None),
+            ("br;q=0.5;level=9", Some(Brotli)),
+            (" , ,, ;q=1, br", Some(Brotli)),
+        ] {
+            assert_eq!(pick(value), want, "{value:?}");
+        }
+        // A malformed weight makes its element ignored.
+        for bad in [
+            "br;q=1.5",
+            "br;q=2",
+            "br;q=-1",
+            "br;q=0.0001",
+            "br;q=1.001",
+            "br;q=abc",
+            "br;q=",
+            "br;q",
+            "br;q=.5",
+            "br;q=0.5e1",
+            "br;q=0.\u{665}",
+            "br;q=\u{2460}",
+        ] {
+            assert_eq!(pick(bad), None, "{bad:?}");
+        }
+        // Values of several header lines add up.
+        let two = AcceptEncoding::parse(["gzip;q=0", "br"]);
+        assert_eq!(preferred_coding(&two, Coding::ALL), Some(Brotli));
+        // No header: identity.
+        assert_eq!(
+            preferred_coding(&AcceptEncoding::parse([]), Coding::ALL),
+            None
+        );
+        // Only what is there is chosen.
+        let both = AcceptEncoding::parse(["br, gzip"]);
+        assert_eq!(preferred_coding(&both, [Gzip]), Some(Gzip));
+        assert_eq!(preferred_coding(&both, []), None);
+        // The work is bounded: elements past the limit are not looked at.
+        let long = format!("{}br", "deflate,".repeat(MAX_CODINGS));
+        assert_eq!(pick(&long), None);
+        let short = format!("{}br", "deflate,".repeat(MAX_CODINGS - 1));
+        assert_eq!(pick(&short), Some(Brotli));
     }
 
     #[test]
