@@ -37,8 +37,10 @@
 //! `@10k`, `50x512`, `idle`), `MUXSCOPE_BENCH_PERF=DIR` (`perf record -g`
 //! each server child during its measurement windows, into DIR). Diagnostic
 //! knobs that move the engine away from its defaults:
-//! `MUXSCOPE_BENCH_TRANSCRIPT` (bytes kept per direction, 0 = off) and
-//! `MUXSCOPE_BENCH_FLUSH_MS`.
+//! `MUXSCOPE_BENCH_TRANSCRIPT` (bytes kept per direction, 0 = off),
+//! `MUXSCOPE_BENCH_FLUSH_MS`, and `MUXSCOPE_BENCH_FAULT` (faults for every
+//! connection of the engine, in `--fault` grammar, e.g. `latency=50ms`;
+//! compare a run with it against one without).
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
@@ -165,6 +167,19 @@ fn child_engine() -> Result<()> {
             ) / 1e3,
         ),
         ..defaults
+    };
+    // Faults for every connection, in `--fault` grammar.
+    let config = match std::env::var("MUXSCOPE_BENCH_FAULT") {
+        Ok(spec) => {
+            let plan = muxscope::faults::spec::parse(&spec)
+                .map_err(|e| format!("MUXSCOPE_BENCH_FAULT: {e}"))?;
+            EngineConfig {
+                faults: plan.faults,
+                accept_fault: plan.accept,
+                ..config
+            }
+        }
+        Err(_) => config,
     };
     let engine = EngineHandle::spawn(config).map_err(|e| format!("engine: {e}"))?;
     let addr = engine
@@ -912,8 +927,10 @@ fn drive(
 }
 
 /// RSS growth of the server per connection while `idle` connections are
-/// held open without traffic.
-fn idle_rss(role: Role, s: &Settings) -> Result<(f64, Option<String>)> {
+/// held open without traffic, and the server's CPU (% of one core) over
+/// the next `IDLE_CPU_WINDOW` (with faults armed, too: an idle engine must
+/// not spin on them).
+fn idle_rss(role: Role, s: &Settings) -> Result<(f64, f64, Option<String>)> {
     let server = Server::start(role)?;
     thread::sleep(Duration::from_millis(300));
     let before = server.rss_kb()?;
@@ -937,13 +954,21 @@ fn idle_rss(role: Role, s: &Settings) -> Result<(f64, Option<String>)> {
     // Let the engine flush and the viewer fold what the accepts produced.
     thread::sleep(Duration::from_millis(700));
     let after = server.rss_kb()?;
+    let ticks = server.cpu_ticks()?;
+    thread::sleep(IDLE_CPU_WINDOW);
+    let idle_cpu =
+        (server.cpu_ticks()? - ticks) as f64 / s.ticks_per_sec / IDLE_CPU_WINDOW.as_secs_f64()
+            * 100.0;
     for stream in held {
         // RST instead of FIN: no TIME_WAIT pile-up from run to run.
         let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
     }
     let per_conn = (after.saturating_sub(before) * 1024) as f64 / s.idle as f64;
-    Ok((per_conn, server.finish()))
+    Ok((per_conn, idle_cpu, server.finish()))
 }
+
+/// How long the idle server's CPU is watched.
+const IDLE_CPU_WINDOW: Duration = Duration::from_secs(3);
 // ==== the parent: the report ================================================
 
 fn verdict(ok: bool) -> &'static str {
@@ -1030,12 +1055,13 @@ fn run_parent() -> Result<()> {
     if "idle".contains(&s.filter) {
         let mut per_conn = [0.0f64; 2];
         for (slot, role) in roles.into_iter().enumerate() {
-            let (bytes, summary) = idle_rss(role, &s)?;
+            let (bytes, cpu, summary) = idle_rss(role, &s)?;
             println!(
-                "  {:<22} {:<6} {:>7.0} B RSS/conn{}",
+                "  {:<22} {:<6} {:>7.0} B RSS/conn, {:.1}% CPU idle{}",
                 format!("{} idle conns", s.idle),
                 role.name(),
                 bytes,
+                cpu,
                 match (summary, role) {
                     (Some(sum), Role::Engine) => format!("  [{sum}]"),
                     _ => String::new(),

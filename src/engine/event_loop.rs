@@ -235,6 +235,7 @@ impl EventLoop {
             reads: 0,
             budget_spent: false,
             scratch: &mut self.scratch,
+            write_blocked: None,
         };
         let outcome = step(&mut io, conn);
         self.apply_outcome(key, outcome);

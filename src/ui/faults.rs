@@ -95,11 +95,7 @@ impl FaultsPane {
             }
         });
         ui.separator();
-        ui.label(
-            RichText::new(self.draft.to_string())
-                .monospace()
-                .weak(),
-        );
+        ui.label(RichText::new(self.draft.to_string()).monospace().weak());
         egui::ScrollArea::vertical()
             .id_salt("faults")
             .auto_shrink(false)
