@@ -454,8 +454,10 @@ pub struct ConnCounters {
     pub read_paused: bool,
     pub events: EventCounts,
     pub last_activity: Micros,
-    /// Faults acting on this connection, and what they hold now.
-    pub faults: FaultStatus,
+    /// Faults acting on this connection, and what they hold now; `None`
+    /// when none ever did (boxed: every row of every viewer pays for this
+    /// field, and few connections have faults).
+    pub faults: Option<Box<FaultStatus>>,
 }
 
 /// What faults do to one connection right now, for its row.
@@ -472,6 +474,11 @@ pub struct FaultStatus {
 }
 
 impl ConnCounters {
+    /// Whether any fault acts on this connection.
+    pub fn has_faults(&self) -> bool {
+        self.faults.as_ref().is_some_and(|f| f.active)
+    }
+
     /// A client just accepted: open, nothing moved yet.
     pub fn opened(id: ConnId, peer: SocketAddr, at: Micros) -> Self {
         ConnCounters {
@@ -488,7 +495,7 @@ impl ConnCounters {
             read_paused: false,
             events: EventCounts::default(),
             last_activity: at,
-            faults: FaultStatus::default(),
+            faults: None,
         }
     }
 }

@@ -34,12 +34,14 @@ fn counters(id: u64, state: ConnState) -> ConnCounters {
             error: 0,
         },
         last_activity: 99,
-        faults: FaultStatus {
-            active: true,
-            chosen: id.is_multiple_of(2),
-            held: 1 << 33,
-            next_release: Some(12_345),
-        },
+        faults: (!id.is_multiple_of(3)).then(|| {
+            Box::new(FaultStatus {
+                active: true,
+                chosen: id.is_multiple_of(2),
+                held: 1 << 33,
+                next_release: Some(12_345),
+            })
+        }),
     }
 }
 

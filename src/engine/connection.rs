@@ -110,10 +110,8 @@ impl Connection {
         }
     }
 
-    fn fault_status(&self) -> FaultStatus {
-        let Some(s) = &self.shaper else {
-            return FaultStatus::default();
-        };
+    fn fault_status(&self) -> Option<Box<FaultStatus>> {
+        let s = self.shaper.as_ref()?;
         let now = s.observed_at;
         let stalled = s.faults.stall_writes || s.hold_until > now;
         let held = if stalled {
@@ -121,12 +119,12 @@ impl Connection {
         } else {
             self.queue.held_after(now)
         };
-        FaultStatus {
+        Some(Box::new(FaultStatus {
             active: !s.faults.is_none() || s.hold_until > now,
             chosen: s.chosen,
             held,
             next_release: self.queue.head_release().filter(|t| !stalled && *t > now),
-        }
+        }))
     }
 
     pub fn detail(&self) -> ConnDetail {

@@ -60,8 +60,10 @@ impl EventLoop {
             shaper.hold_until = now + delay;
             conn.gate.stop(StopReason::Fault);
         }
-        let active = !shaper.faults.is_none() || delay > 0;
-        if active {
+        // Under toxicity a spared connection keeps an (idle) shaper too, so
+        // its row can say it was not chosen.
+        let keep = !shaper.faults.is_none() || delay > 0 || faults.toxicity.is_some();
+        if keep {
             conn.shaper = Some(Box::new(shaper));
         }
     }

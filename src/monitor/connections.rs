@@ -103,10 +103,11 @@ pub fn state_label_at(c: &ConnCounters, now: Micros) -> String {
 /// over time, so rows sort and filter by it.
 pub fn state_label(c: &ConnCounters) -> String {
     let label = state_label_plain(c);
-    if c.faults.active && !matches!(c.state, ConnState::Closed(_)) {
-        format!("⚡ {label} · faults")
-    } else {
-        label
+    match &c.faults {
+        _ if matches!(c.state, ConnState::Closed(_)) => label,
+        Some(f) if f.active => format!("⚡ {label} · faults"),
+        Some(f) if !f.chosen => format!("{label} · spared (toxicity)"),
+        _ => label,
     }
 }
 

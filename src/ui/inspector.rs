@@ -448,8 +448,7 @@ fn counters_grid(ui: &mut Ui, counters: &ConnCounters, now: u64, queue_limit: Op
             ))
             .on_hover_text("How often mio reported this socket readable or writable");
             ui.end_row();
-            if counters.faults.active {
-                let f = counters.faults;
+            if let Some(f) = counters.faults.as_deref().filter(|f| f.active) {
                 ui.label("faults");
                 let next = match f.next_release {
                     Some(t) => format!(
