@@ -266,8 +266,11 @@ fn accept_delay_serves_each_client_that_much_later() {
         accept_fault: Some(AcceptFault::Delay(300)),
         ..EngineConfig::default()
     });
-    let mut c = client(h.addr);
+    // From before the connect: the server accepts (and starts the delay)
+    // as soon as the handshake completes, which may be before connect()
+    // returns here.
     let t = Instant::now();
+    let mut c = client(h.addr);
     let rtt = {
         c.write_all(b"ping").unwrap();
         read_n(&mut c, 4, "delayed echo");
