@@ -337,3 +337,25 @@ fn a_client_that_speaks_after_its_accept_delay_is_read() {
     std::thread::sleep(Duration::from_millis(150));
     assert_echo(&mut c, b"late");
 }
+
+/// Found by the property test: slices with no delay between them, behind
+/// a latency, must all go out (nothing else would bring the next one).
+#[test]
+fn back_to_back_slices_behind_a_latency_all_arrive() {
+    let h = with_faults(Faults {
+        latency: Some(Latency {
+            delay: 10,
+            jitter: 1,
+        }),
+        slice: Some(Slice {
+            min: 397,
+            max: 794,
+            delay: 0,
+        }),
+        ..Faults::default()
+    });
+    let (mut c, _) = h.connect();
+    let payload: Vec<u8> = (0..47_182u64).map(pattern).collect();
+    let (back, _) = round_trip(&mut c, &payload);
+    assert_same_bytes(&back, &payload, "sliced echo");
+}

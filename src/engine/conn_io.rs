@@ -20,7 +20,7 @@
 use super::EngineConfig;
 use super::connection::{Connection, Phase};
 use super::publish::Publisher;
-use super::queue::COPY_INJECT_MAX;
+use super::queue::{COPY_INJECT_MAX, Flush};
 use super::read_gate::StopReason;
 use super::sys;
 use crate::protocol::{
@@ -106,6 +106,8 @@ pub struct Io<'a> {
 
 /// How often a reset fault looks whether the bytes before it have left.
 const RESET_POLL: Micros = 5_000;
+/// Slices one step writes back to back before other clients get a turn.
+const SLICES_PER_TURN: usize = 256;
 /// Fault wake-ups are rounded up to this, so they batch.
 const WAKE_SLACK: Micros = 1_000;
 
@@ -501,19 +503,43 @@ impl Io<'_> {
         let transcript = &mut conn.transcript;
         let result = match conn.shaper.as_mut() {
             Some(s) if s.shapes_writes(now) => {
-                let budget = s.write_budget(now, conn.tx_bytes);
-                let flush = conn.queue.write_shaped(
-                    &mut conn.stream,
-                    now,
-                    budget,
-                    self.scratch,
-                    |bytes| s.corrupt(bytes),
-                    |chunk| transcript.record(limit, now, Direction::Tx, chunk),
-                );
-                if let Ok(f) = &flush {
-                    s.wrote(f.written as usize, now);
-                }
-                flush
+                // Slices with no delay between them go out one write each,
+                // back to back, until the socket blocks or the budget ends:
+                // no timer and no edge would bring the next one otherwise.
+                let mut total = Flush::default();
+                let mut turns = 0;
+                let result = loop {
+                    let budget = s.write_budget(now, conn.tx_bytes + total.written);
+                    if budget.bytes == 0 {
+                        break Ok(total);
+                    }
+                    if turns == SLICES_PER_TURN {
+                        // More is due: the loop comes back after one poll.
+                        self.budget_spent = true;
+                        break Ok(total);
+                    }
+                    turns += 1;
+                    let flush = conn.queue.write_shaped(
+                        &mut conn.stream,
+                        now,
+                        budget,
+                        self.scratch,
+                        |bytes| s.corrupt(bytes),
+                        |chunk| transcript.record(limit, now, Direction::Tx, chunk),
+                    );
+                    match flush {
+                        Ok(f) => {
+                            s.wrote(f.written as usize, now);
+                            let more = budget.one_write && !f.would_block && f.written > 0;
+                            total.absorb(f);
+                            if !more {
+                                break Ok(total);
+                            }
+                        }
+                        Err(e) => break Err(e),
+                    }
+                };
+                result
             }
             _ => conn.queue.write_to(&mut conn.stream, |chunk| {
                 transcript.record(limit, now, Direction::Tx, chunk)

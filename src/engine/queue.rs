@@ -100,6 +100,15 @@ pub struct Flush {
     pub would_block: bool,
 }
 
+impl Flush {
+    /// Add what a later call achieved.
+    pub fn absorb(&mut self, later: Flush) {
+        self.written += later.written;
+        self.writes.extend(later.writes);
+        self.would_block |= later.would_block;
+    }
+}
+
 impl ByteQueue {
     /// Queue a copy of `data`, not to be written before `release_at` (0:
     /// at once), appending it to the tail message when that has the same
