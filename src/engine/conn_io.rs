@@ -508,7 +508,7 @@ impl Io<'_> {
                 // no timer and no edge would bring the next one otherwise.
                 let mut total = Flush::default();
                 let mut turns = 0;
-                let result = loop {
+                loop {
                     let budget = s.write_budget(now, conn.tx_bytes + total.written);
                     if budget.bytes == 0 {
                         break Ok(total);
@@ -538,8 +538,7 @@ impl Io<'_> {
                         }
                         Err(e) => break Err(e),
                     }
-                };
-                result
+                }
             }
             _ => conn.queue.write_to(&mut conn.stream, |chunk| {
                 transcript.record(limit, now, Direction::Tx, chunk)
