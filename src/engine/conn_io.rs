@@ -438,13 +438,10 @@ impl Io<'_> {
             });
         }
         // Keep reading (and discarding) until the peer's FIN, so unread
-        // input never turns the close into an RST.
-        if conn.gate.lift(StopReason::UserPause) | conn.gate.lift(StopReason::Backpressure)
-            && conn.gate.is_open()
-        {
-            self.read_until_blocked(conn)?;
-        }
-        Ok(())
+        // input never turns the close into an RST: the same gate openings
+        // as a graceful kick, through the one place that opens it.
+        self.lift(conn, StopReason::UserPause)?;
+        self.lift(conn, StopReason::Backpressure)
     }
 
     /// End connections whose conversation is over.
