@@ -121,11 +121,21 @@ impl TranscriptSearch {
 /// view, dark mode, search query and hex flag, current match).
 type TranscriptKey = (ConnId, u64, TranscriptView, bool, String, bool, usize);
 
-/// The transcript's text, built once per snapshot rather than per frame
-/// (a hex dump of 32 KiB is thousands of `format!`s), and where in it the
-/// current match starts.
+/// The transcript, built once per snapshot rather than per frame (a hex
+/// dump of 32 KiB is thousands of `format!`s), laid out once per wrap
+/// width, and where in it the current match starts.
 #[derive(Clone, Debug, Default)]
-struct RenderedTranscript(Option<(TranscriptKey, Arc<LayoutJob>, Option<usize>)>);
+struct RenderedTranscript(Option<Rendered>);
+
+#[derive(Clone, Debug)]
+struct Rendered {
+    key: TranscriptKey,
+    job: LayoutJob,
+    /// Byte offset in the job's text of the current match.
+    current_at: Option<usize>,
+    /// The job laid out at a wrap width.
+    galley: Option<(f32, Arc<egui::Galley>)>,
+}
 
 /// A cache never makes two panes differ.
 impl PartialEq for RenderedTranscript {
@@ -269,31 +279,44 @@ impl InspectorPane {
             s.hex,
             s.current,
         );
-        let (job, current_at) = match &self.rendered.0 {
-            Some((k, job, at)) if *k == key => (job.clone(), *at),
-            _ => {
-                let (job, at) = transcript_job(ui, detail, self.view, &matches, s.current);
-                let job = Arc::new(job);
-                self.rendered.0 = Some((key, job.clone(), at));
-                (job, at)
-            }
-        };
+        if self.rendered.0.as_ref().is_none_or(|r| r.key != key) {
+            let (job, current_at) = transcript_job(ui, detail, self.view, &matches, s.current);
+            self.rendered.0 = Some(Rendered {
+                key,
+                job,
+                current_at,
+                galley: None,
+            });
+        }
         let scroll_to_match = std::mem::take(&mut self.search.scroll);
+        let stick = !scroll_to_match && self.search.query.is_empty();
+        let view = self.view;
+        let Some(rendered) = self.rendered.0.as_mut() else {
+            return;
+        };
         egui::ScrollArea::both()
             .id_salt("transcript")
-            .stick_to_bottom(!scroll_to_match && self.search.query.is_empty())
+            .stick_to_bottom(stick)
             .auto_shrink(false)
             .show(ui, |ui| {
-                let mut job = (*job).clone();
                 // A hex dump's columns only line up unwrapped; text wraps
                 // to fit.
-                job.wrap.max_width = match self.view {
+                let width = match view {
                     TranscriptView::Text | TranscriptView::Utf8 => ui.available_width(),
                     TranscriptView::Hex => f32::INFINITY,
                 };
-                let galley = ui.fonts_mut(|f| f.layout_job(job));
+                let galley = match &rendered.galley {
+                    Some((w, galley)) if *w == width => galley.clone(),
+                    _ => {
+                        let mut job = rendered.job.clone();
+                        job.wrap.max_width = width;
+                        let galley = ui.fonts_mut(|f| f.layout_job(job));
+                        rendered.galley = Some((width, galley.clone()));
+                        galley
+                    }
+                };
                 let response = ui.add(egui::Label::new(galley.clone()).selectable(true));
-                if scroll_to_match && let Some(at) = current_at {
+                if scroll_to_match && let Some(at) = rendered.current_at {
                     let chars = galley.job.text[..at].chars().count();
                     let rect = galley
                         .pos_from_cursor(CCursor::new(chars))
