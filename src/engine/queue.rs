@@ -100,7 +100,36 @@ pub struct Flush {
     pub would_block: bool,
 }
 
+/// What one write call came to, for the write loops.
+enum Wrote {
+    Bytes(usize),
+    Retry,
+    Blocked,
+}
+
 impl Flush {
+    /// Count one write call's result: bytes taken, a retry (`Interrupted`),
+    /// or the socket full; a socket that takes nothing is an error.
+    fn record(&mut self, result: io::Result<usize>) -> io::Result<Wrote> {
+        match result {
+            Ok(0) => Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "socket accepted no bytes",
+            )),
+            Ok(n) => {
+                self.written += n as u64;
+                self.writes.push(n as u32);
+                Ok(Wrote::Bytes(n))
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(Wrote::Retry),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.would_block = true;
+                Ok(Wrote::Blocked)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Add what a later call achieved.
     pub fn absorb(&mut self, later: Flush) {
         self.written += later.written;
@@ -254,24 +283,10 @@ impl ByteQueue {
                 }
                 writer.write_vectored(&slices[..count])
             };
-            match result {
-                Ok(0) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::WriteZero,
-                        "socket accepted no bytes",
-                    ));
-                }
-                Ok(n) => {
-                    flush.written += n as u64;
-                    flush.writes.push(n as u32);
-                    q.advance(n, &mut on_write);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    flush.would_block = true;
-                    break;
-                }
-                Err(e) => return Err(e),
+            match flush.record(result)? {
+                Wrote::Bytes(n) => q.advance(n, &mut on_write),
+                Wrote::Retry => continue,
+                Wrote::Blocked => break,
             }
         }
         if q.messages.is_empty() && q.messages.capacity() > 64 {
@@ -314,28 +329,16 @@ impl ByteQueue {
                 break;
             }
             alter(scratch);
-            match writer.write(scratch) {
-                Ok(0) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::WriteZero,
-                        "socket accepted no bytes",
-                    ));
-                }
-                Ok(n) => {
-                    flush.written += n as u64;
-                    flush.writes.push(n as u32);
+            match flush.record(writer.write(scratch))? {
+                Wrote::Bytes(n) => {
                     on_write(&scratch[..n]);
                     q.advance(n, |_| {});
                     if one_write {
                         break;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    flush.would_block = true;
-                    break;
-                }
-                Err(e) => return Err(e),
+                Wrote::Retry => continue,
+                Wrote::Blocked => break,
             }
         }
         Ok(flush)
