@@ -2,12 +2,13 @@
 //! program with one line naming the bad part; `--headless` prints the
 //! active faults in the canonical grammar at start.
 
+mod control_support;
+
+use control_support::{STEP, stop_on_sigterm};
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-
-const STEP: Duration = Duration::from_secs(10);
 
 fn muxscope() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_muxscope"));
@@ -154,19 +155,7 @@ impl Headless {
     }
 
     fn stop(mut self) -> bool {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        let deadline = Instant::now() + STEP;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.success();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "muxscope did not stop on SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        stop_on_sigterm(&mut self.child)
     }
 }
 

@@ -239,3 +239,24 @@ pub fn expect_closed(ws: &mut Ws, what: &str) -> Option<u16> {
         }
     }
 }
+
+/// Stop a muxscope process with SIGTERM, as a service manager would;
+/// whether it then exited successfully (fails after [`STEP`]).
+pub fn stop_on_sigterm(child: &mut std::process::Child) -> bool {
+    let pid = child.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + STEP;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.success();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "muxscope did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
