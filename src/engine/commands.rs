@@ -12,7 +12,6 @@ use super::timers::Timer;
 use crate::protocol::*;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 /// Longer than any host name (253) plus a port: anything longer is not an
 /// address, and is not echoed back in full either.
@@ -115,8 +114,7 @@ impl EventLoop {
             .is_some_and(|c| c.id == id && !matches!(c.phase, Phase::Closing { .. }));
         self.with_conn_id(id, key, |io, conn| io.kick_gracefully(conn, deadline));
         if first_kick && self.conns.get(key).is_some_and(|c| c.id == id) {
-            self.timers
-                .arm(Instant::now() + timeout, id, key, Timer::KickDeadline);
+            self.timers.arm(deadline, id, key, Timer::KickDeadline);
         }
     }
 

@@ -282,8 +282,9 @@ impl Io<'_> {
             .shaper
             .as_ref()
             .is_some_and(|s| s.shapes_writes(self.now));
+        let due = conn.queue.head_release().is_some_and(|at| at <= self.now);
         let step = step.and_then(|()| {
-            if shaped && !conn.queue.is_empty() {
+            if shaped && due {
                 self.flush(conn)
             } else {
                 Ok(())
@@ -509,6 +510,16 @@ impl Io<'_> {
                     let budget = s.write_budget(now, conn.tx_bytes + total.written);
                     if budget.bytes == 0 {
                         break Ok(total);
+                    }
+                    if s.passes_through(budget) {
+                        let flush = conn.queue.write_released(&mut conn.stream, now, |chunk| {
+                            transcript.record(limit, now, Direction::Tx, chunk)
+                        });
+                        break flush.map(|f| {
+                            s.wrote(f.written as usize, now);
+                            total.absorb(f);
+                            total
+                        });
                     }
                     if turns == SLICES_PER_TURN {
                         // More is due: the loop comes back after one poll.

@@ -18,7 +18,7 @@ use super::connection::Connection;
 use super::publish::{CountersOut, Publisher};
 use super::resolve::Resolver;
 use super::stats::StatsTicker;
-use super::timers::{Timer, Timers};
+use super::timers::{Due, Timer, Timers};
 use crate::faults::{AcceptFault, Faults};
 use crate::protocol::*;
 use crossbeam_channel::Receiver;
@@ -206,7 +206,9 @@ impl EventLoop {
             self.acceptor.retry_at(),
             self.publisher.deadline(counters_due),
             counters_at,
-            self.timers.next(),
+            self.timers
+                .next()
+                .map(|at| self.start + Duration::from_micros(at)),
         ]
         .into_iter()
         .flatten()
@@ -263,7 +265,6 @@ impl EventLoop {
             } => {
                 let conn = &mut self.conns[key];
                 if let Some(at) = wake_at {
-                    let at = self.start + Duration::from_micros(at);
                     self.timers.arm(at, conn.id, key, Timer::Fault);
                 }
                 if conn.dirty && !conn.listed && !self.publisher.resync_owed() {
@@ -394,20 +395,28 @@ impl EventLoop {
         if self.acceptor.retry_at().is_some_and(|t| clock >= t) {
             self.accept_all(clock);
         }
-        while let Some((id, key, timer)) = self.timers.pop_due(clock) {
-            match timer {
-                Timer::Fault => self.with_conn_id(id, key, |io, conn| io.fault_due(conn)),
-                Timer::KickDeadline => {
-                    let after_ms = self.config.kick_timeout.as_millis() as u64;
-                    // A stale entry (the client closed) finds nothing.
-                    self.with_conn_id(id, key, |_, _| {
-                        Outcome::Close(Close {
-                            reason: CloseReason::KickTimedOut { after_ms },
-                            reset: true,
-                        })
-                    });
+        while let Some(bucket) = self.timers.take_due(self.now) {
+            for &Due {
+                conn: id,
+                key,
+                timer,
+            } in &bucket
+            {
+                match timer {
+                    Timer::Fault => self.with_conn_id(id, key, |io, conn| io.fault_due(conn)),
+                    Timer::KickDeadline => {
+                        let after_ms = self.config.kick_timeout.as_millis() as u64;
+                        // A stale entry (the client closed) finds nothing.
+                        self.with_conn_id(id, key, |_, _| {
+                            Outcome::Close(Close {
+                                reason: CloseReason::KickTimedOut { after_ms },
+                                reset: true,
+                            })
+                        });
+                    }
                 }
             }
+            self.timers.recycle(bucket);
         }
         if clock >= self.stats.next_tick {
             self.tick(clock);

@@ -257,29 +257,44 @@ impl ByteQueue {
 
     /// Write queued bytes until the queue is empty or the writer would block.
     /// `on_write` sees every chunk the writer accepted, in order.
+    pub fn write_to<W: Write>(
+        &mut self,
+        writer: &mut W,
+        on_write: impl FnMut(&[u8]),
+    ) -> io::Result<Flush> {
+        self.write_released(writer, Micros::MAX, on_write)
+    }
+
+    /// Write the bytes released by `now` (all of them without a latency
+    /// fault) until none is left or the writer would block.
     ///
     /// Up to [`WRITEV_SLICES`] messages go out per `writev`, so a queue of
     /// many small messages costs one system call, not one per message.
     /// Partial writes advance within the messages; `Interrupted` is
     /// retried. Any other error is returned with the queue left consistent
     /// (what was written is gone, the rest stays).
-    pub fn write_to<W: Write>(
+    pub fn write_released<W: Write>(
         &mut self,
         writer: &mut W,
+        now: Micros,
         mut on_write: impl FnMut(&[u8]),
     ) -> io::Result<Flush> {
         let mut flush = Flush::default();
         let Some(q) = &mut self.inner else {
             return Ok(flush);
         };
-        while !q.messages.is_empty() {
+        loop {
             let result = {
                 let mut slices: [IoSlice<'_>; WRITEV_SLICES] = [IoSlice::new(&[]); WRITEV_SLICES];
                 let mut count = 0;
-                for (i, m) in q.messages.iter().take(WRITEV_SLICES).enumerate() {
+                let released = q.messages.iter().take_while(|m| m.release_at <= now);
+                for (i, m) in released.take(WRITEV_SLICES).enumerate() {
                     let skip = if i == 0 { q.front_offset } else { 0 };
                     slices[i] = IoSlice::new(&m.bytes.as_slice()[skip..]);
                     count += 1;
+                }
+                if count == 0 {
+                    break;
                 }
                 writer.write_vectored(&slices[..count])
             };

@@ -213,6 +213,13 @@ impl Shaper {
         budget
     }
 
+    /// Whether a write within `budget` sends the queued bytes unchanged and
+    /// unlimited (a latency or accept hold only): then released messages
+    /// go out by `writev` from the queue, with no gathering copy.
+    pub fn passes_through(&self, budget: WriteBudget) -> bool {
+        budget.bytes == usize::MAX && !budget.one_write && self.faults.corrupt.is_none()
+    }
+
     /// `n` bytes went out at `now`.
     pub fn wrote(&mut self, n: usize, now: Micros) {
         if self.faults.bandwidth.is_some() {

@@ -1,15 +1,20 @@
-//! Deadlines of connections, in one min-heap; the poll timeout is the
-//! nearest one.
+//! Deadlines of connections, grouped by the millisecond they fall due in;
+//! the poll timeout is the nearest one.
+//!
+//! A deadline is rounded *up* to a whole millisecond (a fault never
+//! releases early) and joins that millisecond's bucket. Under a latency
+//! fault thousands of held messages a second fall due within a few dozen
+//! distinct milliseconds, so arming costs a lookup among those few buckets
+//! and a `Vec` push, and a due bucket is taken whole: no per-entry heap
+//! sifting. epoll's timeout has millisecond resolution anyway.
 //!
 //! Entries are never removed early: a connection that closed, or whose
 //! deadline moved, leaves a stale entry that the loop recognises when it
-//! pops (the id is gone, or the connection no longer holds that deadline).
-//! That keeps arming a deadline O(log n) and cancelling it free.
+//! takes the bucket (the id is gone, or the connection no longer holds
+//! that deadline). That keeps cancelling free.
 
-use crate::protocol::ConnId;
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
-use std::time::Instant;
+use crate::protocol::{ConnId, Micros};
+use std::collections::BTreeMap;
 
 /// What a deadline is for.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -21,28 +26,57 @@ pub enum Timer {
     Fault,
 }
 
+/// One armed deadline: the connection `conn` at slab key `key`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Due {
+    pub conn: ConnId,
+    pub key: usize,
+    pub timer: Timer,
+}
+
+const MICROS_PER_MS: Micros = 1_000;
+
 #[derive(Debug, Default)]
 pub struct Timers {
-    heap: BinaryHeap<Reverse<(Instant, ConnId, usize, Timer)>>,
+    /// Engine milliseconds → what falls due in them.
+    buckets: BTreeMap<Micros, Vec<Due>>,
+    /// Emptied buckets, reused so arming seldom allocates.
+    spare: Vec<Vec<Due>>,
 }
 
 impl Timers {
-    /// Arm `timer` for the connection `conn` at slab key `key`.
-    pub fn arm(&mut self, at: Instant, conn: ConnId, key: usize, timer: Timer) {
-        self.heap.push(Reverse((at, conn, key, timer)));
+    /// Arm `timer` for `conn` at engine time `at` (rounded up to a whole
+    /// millisecond).
+    pub fn arm(&mut self, at: Micros, conn: ConnId, key: usize, timer: Timer) {
+        let ms = at.div_ceil(MICROS_PER_MS);
+        let spare = &mut self.spare;
+        self.buckets
+            .entry(ms)
+            .or_insert_with(|| spare.pop().unwrap_or_default())
+            .push(Due { conn, key, timer });
     }
 
-    pub fn next(&self) -> Option<Instant> {
-        self.heap.peek().map(|Reverse((at, ..))| *at)
+    /// The engine time of the nearest deadline.
+    pub fn next(&self) -> Option<Micros> {
+        self.buckets
+            .first_key_value()
+            .map(|(ms, _)| ms * MICROS_PER_MS)
     }
 
-    /// The next entry due at `now`, if any: (id, slab key, timer).
-    pub fn pop_due(&mut self, now: Instant) -> Option<(ConnId, usize, Timer)> {
-        match self.heap.peek() {
-            Some(Reverse((at, ..))) if *at <= now => {
-                self.heap.pop().map(|Reverse((_, id, key, t))| (id, key, t))
-            }
-            _ => None,
+    /// Everything due at `now` in the earliest due bucket, in the order it
+    /// was armed; hand the `Vec` back with [`Timers::recycle`].
+    pub fn take_due(&mut self, now: Micros) -> Option<Vec<Due>> {
+        let entry = self.buckets.first_entry()?;
+        (*entry.key() * MICROS_PER_MS <= now).then(|| entry.remove())
+    }
+
+    /// Return a bucket taken with [`Timers::take_due`] for reuse.
+    pub fn recycle(&mut self, mut bucket: Vec<Due>) {
+        // A few dozen spares cover a latency fault's spread of deadlines;
+        // a burst's huge bucket is not kept.
+        if self.spare.len() < 64 && bucket.capacity() <= 4096 {
+            bucket.clear();
+            self.spare.push(bucket);
         }
     }
 }
@@ -50,36 +84,44 @@ impl Timers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+
+    fn due(conn: u64, key: usize) -> Due {
+        Due {
+            conn: ConnId(conn),
+            key,
+            timer: Timer::KickDeadline,
+        }
+    }
 
     #[test]
-    fn pops_in_deadline_order_and_only_when_due() {
-        let t0 = Instant::now();
+    fn takes_buckets_in_deadline_order_and_only_when_due() {
         let mut timers = Timers::default();
-        timers.arm(
-            t0 + Duration::from_secs(2),
-            ConnId(1),
-            0,
-            Timer::KickDeadline,
-        );
-        timers.arm(
-            t0 + Duration::from_secs(1),
-            ConnId(2),
-            1,
-            Timer::KickDeadline,
-        );
-        assert_eq!(timers.next(), Some(t0 + Duration::from_secs(1)));
-        assert_eq!(timers.pop_due(t0), None);
-        let later = t0 + Duration::from_secs(3);
-        assert_eq!(
-            timers.pop_due(later),
-            Some((ConnId(2), 1, Timer::KickDeadline))
-        );
-        assert_eq!(
-            timers.pop_due(later),
-            Some((ConnId(1), 0, Timer::KickDeadline))
-        );
-        assert_eq!(timers.pop_due(later), None);
+        timers.arm(2_000_000, ConnId(1), 0, Timer::KickDeadline);
+        timers.arm(1_000_000, ConnId(2), 1, Timer::KickDeadline);
+        assert_eq!(timers.next(), Some(1_000_000));
+        assert_eq!(timers.take_due(999_999), None);
+        assert_eq!(timers.take_due(3_000_000), Some(vec![due(2, 1)]));
+        assert_eq!(timers.take_due(3_000_000), Some(vec![due(1, 0)]));
+        assert_eq!(timers.take_due(3_000_000), None);
         assert_eq!(timers.next(), None);
+    }
+
+    #[test]
+    fn deadlines_round_up_to_the_millisecond_and_share_its_bucket() {
+        let mut timers = Timers::default();
+        timers.arm(5_001, ConnId(1), 0, Timer::Fault);
+        timers.arm(5_999, ConnId(2), 1, Timer::Fault);
+        timers.arm(6_000, ConnId(3), 2, Timer::Fault);
+        // Never early: 5.001 ms is due at 6 ms, not 5.
+        assert_eq!(timers.next(), Some(6_000));
+        assert_eq!(timers.take_due(5_999), None);
+        let bucket = timers.take_due(6_000).expect("due at 6 ms");
+        assert_eq!(bucket.len(), 3);
+        assert_eq!(bucket[0].conn, ConnId(1));
+        timers.recycle(bucket);
+        assert_eq!(timers.next(), None);
+        // The recycled bucket is reused, empty.
+        timers.arm(7_000, ConnId(4), 3, Timer::Fault);
+        assert_eq!(timers.take_due(7_000).map(|b| b.len()), Some(1));
     }
 }
