@@ -540,12 +540,13 @@ impl Framer {
                 }
             }
         }
-        let finder = memchr::memmem::Finder::new(delim);
-        while let Some(at) = if d == 1 {
-            memchr::memchr(delim[0], rest)
-        } else {
-            finder.find(rest)
-        } {
+        // One-byte delimiters (lines) need no searcher built.
+        let finder = (d > 1).then(|| memchr::memmem::Finder::new(delim));
+        let find = |hay: &[u8]| match &finder {
+            Some(f) => f.find(hay),
+            None => memchr::memchr(delim[0], hay),
+        };
+        while let Some(at) = find(rest) {
             let (frame, after) = rest.split_at(at + d);
             let body = body_of(frame)?;
             on_message(Message {
