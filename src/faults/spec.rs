@@ -154,6 +154,18 @@ pub fn parse(spec: &str) -> Result<FaultPlan, SpecError> {
     Ok(plan)
 }
 
+/// One TIME of this grammar on its own (`200ms`, `1.5s`), in whole
+/// milliseconds: for files that reuse its units (scenarios), so a time
+/// means the same everywhere. Errors quote the text as given.
+pub fn parse_time(text: &str) -> Result<Millis, SpecError> {
+    time(text.trim(), text)
+}
+
+/// One SIZE of this grammar on its own (`512`, `4KiB`, `1MiB`), in bytes.
+pub fn parse_size(text: &str) -> Result<u64, SpecError> {
+    size(text.trim(), text)
+}
+
 impl std::str::FromStr for FaultPlan {
     type Err = SpecError;
 
