@@ -459,6 +459,19 @@ proptest! {
         prop_assert_eq!(cut(&framing, DEFAULT_MAX_MESSAGE, stream.chunks(1)).0, want);
     }
 
+    /// A framer given another framing midway (the scenario changed) never
+    /// panics or loops.
+    #[test]
+    fn changing_framing_midway_is_safe(
+        steps in prop::collection::vec((framings(), stream()), 1..6),
+        max in prop_oneof![Just(8usize), Just(DEFAULT_MAX_MESSAGE)],
+    ) {
+        let mut framer = Framer::new();
+        for (framing, bytes) in steps.iter().chain([(Framing::Raw, vec![1])].iter()) {
+            let _ = framer.push(framing, max, bytes, |m| assert!(m.raw.len() >= m.body.len()));
+        }
+    }
+
     /// Whatever a file says, parsing and compiling never panic.
     #[test]
     fn mangled_files_never_panic(cut_at in any::<prop::sample::Index>(), junk in "[(),:\"a-z0-9 ]{0,12}") {

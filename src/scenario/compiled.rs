@@ -21,7 +21,9 @@ use std::time::Duration;
 /// hold this much of an incomplete message.
 pub const MAX_MAX_MESSAGE: usize = 1 << 30;
 
-/// A validated scenario, ready to run.
+/// A validated scenario, ready to run. Cheap to clone (regexes are
+/// shared), and `Send + Sync`.
+#[derive(Clone)]
 pub struct Scenario {
     file: ScenarioFile,
     plan: FaultPlan,
@@ -40,6 +42,7 @@ impl std::fmt::Debug for Scenario {
     }
 }
 
+#[derive(Clone)]
 struct Rule {
     on: On,
     reply: Option<Reply>,
@@ -49,6 +52,7 @@ struct Rule {
     times: Option<u32>,
 }
 
+#[derive(Clone)]
 enum On {
     Connect,
     Message(Pattern),
@@ -56,6 +60,7 @@ enum On {
     HalfClose,
 }
 
+#[derive(Clone)]
 struct Reply {
     template: Template,
     framed: bool,
@@ -663,6 +668,12 @@ mod tests {
             },
             &mut || 0,
         )
+    }
+
+    #[test]
+    fn scenarios_can_be_shared_with_the_engine_thread() {
+        fn send_sync<T: Send + Sync + Clone>() {}
+        send_sync::<Scenario>();
     }
 
     #[test]

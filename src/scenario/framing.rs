@@ -409,6 +409,10 @@ fn read_uint(field: &[u8], big_endian: bool) -> u64 {
 /// Once `push` fails the framer stays failed: the stream's boundaries are
 /// lost, so every later `push` returns the same error without parsing,
 /// and nothing more is held (the connection should be closed).
+///
+/// A framer follows one framing. Given another midway (the scenario
+/// changed), it carries on without panicking, but a delimiter already
+/// held is not looked for again; start a new framer to start afresh.
 #[derive(Clone, Debug, Default)]
 pub struct Framer {
     /// The start of an incomplete message; never holds a whole one.
@@ -570,21 +574,24 @@ impl Framer {
         on_message: &mut impl FnMut(Message<'_>),
     ) -> Result<(), FramingError> {
         let mut rest = bytes;
-        // First complete the held frame, a few bytes at a time if need be.
+        // First complete the held frame: its header, then its rest. (Held
+        // bytes may hold more than one frame only if the framing changed.)
         while !self.held.is_empty() {
-            let want = match c.frame_len(&self.held, max)? {
-                Some(total) => total,
-                None => c.header(),
-            };
-            let take = (want - self.held.len()).min(rest.len());
-            self.held.extend_from_slice(&rest[..take]);
-            rest = &rest[take..];
-            if self.held.len() < want {
-                return Ok(());
-            }
-            if c.frame_len(&self.held, max)? == Some(self.held.len()) {
-                c.emit(&self.held, &mut self.scratch, on_message);
-                self.held.clear();
+            match c.frame_len(&self.held, max)? {
+                Some(total) if total <= self.held.len() => {
+                    c.emit(&self.held[..total], &mut self.scratch, on_message);
+                    self.held.drain(..total);
+                }
+                known => {
+                    // More than is held: the header, or the whole frame.
+                    let want = known.unwrap_or(c.header());
+                    let take = want.saturating_sub(self.held.len()).min(rest.len());
+                    if take == 0 {
+                        return Ok(());
+                    }
+                    self.held.extend_from_slice(&rest[..take]);
+                    rest = &rest[take..];
+                }
             }
         }
         // Then slice whole frames out of the read; hold the tail.

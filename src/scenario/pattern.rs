@@ -13,6 +13,7 @@ use regex::bytes::{Regex, RegexBuilder};
 /// untrusted input, and a few large Unicode classes fit well below it.
 const REGEX_SIZE_LIMIT: usize = 4 << 20;
 
+#[derive(Clone)]
 pub(crate) enum Pattern {
     Any,
     Exact(Box<[u8]>),

@@ -48,11 +48,13 @@ pub(crate) struct Values<'a, 'h> {
     pub captures: Option<&'a Captures<'h>>,
 }
 
+#[derive(Clone)]
 pub(crate) struct Template {
     pieces: Vec<Piece>,
     captures: bool,
 }
 
+#[derive(Clone)]
 enum Piece {
     Bytes(Box<[u8]>),
     Capture(usize),
