@@ -41,7 +41,9 @@
 //! `MUXSCOPE_BENCH_FLUSH_MS`. And `MUXSCOPE_BENCH_FAULT` (faults for every
 //! connection of the engine, in `--fault` grammar, e.g. `latency=50ms`):
 //! then the reference is the same engine without the faults (`plain`),
-//! in the same alternating rounds, and the CPU target is 1.5x.
+//! in the same alternating rounds, and the CPU target is 1.5x. Likewise
+//! `MUXSCOPE_BENCH_SCENARIO=FILE` (a scenario every connection runs, e.g.
+//! `benches/twenty-rules.muxscope-scenario.ron`; the requests are lines).
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
@@ -68,6 +70,8 @@ const TARGET_CPU: f64 = 1.15;
 const TARGET_CPU_UNDER_FAULTS: f64 = 1.5;
 /// The knob that gives the engine child its faults.
 const FAULT_ENV: &str = "MUXSCOPE_BENCH_FAULT";
+/// The knob that gives the engine child a scenario (a file).
+const SCENARIO_ENV: &str = "MUXSCOPE_BENCH_SCENARIO";
 const TARGET_RSS: f64 = 512.0;
 
 type Result<T> = std::result::Result<T, String>;
@@ -147,6 +151,10 @@ impl Viewer {
                 EventKind::FaultsSet { .. } => 19,
                 EventKind::FaultHeld { .. } => 20,
                 EventKind::AcceptFaultSet { .. } => 21,
+                EventKind::RuleFired { .. } => 22,
+                EventKind::FramingError { .. } => 23,
+                EventKind::ScenarioSet { .. } => 24,
+                EventKind::ScenarioRefused { .. } => 25,
             };
             self.by_kind[slot] += 1;
         }
@@ -186,6 +194,19 @@ fn child_engine() -> Result<()> {
             }
         }
         Err(_) => config,
+    };
+    // A scenario every connection runs, from a file.
+    let config = match std::env::var_os(SCENARIO_ENV) {
+        Some(path) => {
+            let (file, scenario) = muxscope::cli::load_scenario(std::path::Path::new(&path))
+                .map_err(|e| format!("{SCENARIO_ENV}: {e}"))?;
+            EngineConfig {
+                mode: file.otherwise.into(),
+                scenario: Some(Arc::new(scenario)),
+                ..config
+            }
+        }
+        None => config,
     };
     let engine = EngineHandle::spawn(config).map_err(|e| format!("engine: {e}"))?;
     let addr = engine
@@ -369,8 +390,8 @@ fn bare_serve(conn: &mut BareConn, buf: &mut [u8], poll: &Poll, token: Token) ->
 #[derive(Copy, Clone, PartialEq, Eq, Debug)]
 enum Role {
     Engine,
-    /// The engine without `MUXSCOPE_BENCH_FAULT`: the reference when
-    /// faults are measured.
+    /// The engine without `MUXSCOPE_BENCH_FAULT` and
+    /// `MUXSCOPE_BENCH_SCENARIO`: the reference when those are measured.
     Plain,
     Bare,
 }
@@ -407,7 +428,7 @@ impl Server {
         let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
         let mut command = Command::new(exe);
         if role == Role::Plain {
-            command.env_remove(FAULT_ENV);
+            command.env_remove(FAULT_ENV).env_remove(SCENARIO_ENV);
         }
         let mut child = command
             .env(ROLE_ENV, role.child_role())
@@ -829,7 +850,11 @@ fn drive(
 ) -> io::Result<()> {
     let mut poll = Poll::new()?;
     let mut events = Events::with_capacity(1024);
-    let request: Vec<u8> = (0..size).map(|i| b'a' + (i % 26) as u8).collect();
+    let mut request: Vec<u8> = (0..size).map(|i| b'a' + (i % 26) as u8).collect();
+    // A line, so a scenario with line framing sees one message per request.
+    if let Some(last) = request.last_mut() {
+        *last = b'\n';
+    }
     let mut buf = vec![0u8; READ_BUF];
     let mut clients = Vec::with_capacity(streams.len());
     for (i, s) in streams.into_iter().enumerate() {
@@ -1031,7 +1056,8 @@ fn run_parent() -> Result<()> {
     let tps = s.ticks_per_sec;
     // Under faults the question is what they cost the engine, so the
     // reference is the engine without them; otherwise the bare loop.
-    let under_faults = std::env::var_os(FAULT_ENV).is_some();
+    let under_faults =
+        std::env::var_os(FAULT_ENV).is_some() || std::env::var_os(SCENARIO_ENV).is_some();
     let (roles, target_cpu) = if under_faults {
         ([Role::Engine, Role::Plain], TARGET_CPU_UNDER_FAULTS)
     } else {

@@ -286,6 +286,7 @@ impl FakeBackend {
             transcript_dropped_rx: 0,
             transcript_dropped_tx: 0,
             faults: Default::default(),
+            script: None,
         }
     }
 }

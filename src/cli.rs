@@ -97,6 +97,12 @@ pub struct Cli {
         value_parser = FaultSpecParser
     )]
     pub faults: Vec<FaultPlan>,
+
+    /// Run this scenario (a `*.muxscope-scenario.ron` file): how bytes
+    /// split into messages, which rules answer them, and its faults. See
+    /// the README's "Scenarios".
+    #[arg(long, value_name = "FILE")]
+    pub scenario: Option<std::path::PathBuf>,
 }
 
 /// `--fault`'s parser. A bad spec is reported as the grammar's own line
@@ -160,9 +166,45 @@ impl Cli {
                 config.mode = layout.mode;
             }
         }
+        if let Some((file, scenario)) = self.scenario()? {
+            // The scenario's fallback is the mode, unless --mode says.
+            if self.mode.is_none() {
+                config.mode = file.otherwise.into();
+            }
+            // Its faults act unless --fault says otherwise.
+            if self.faults.is_empty() {
+                config.faults = scenario.faults().clone();
+            }
+            config.scenario = Some(std::sync::Arc::new(scenario));
+        }
         Ok(config)
     }
 
+    /// `--scenario`, read and compiled: a bad file is an error that names
+    /// the file, the line and column, or the rule.
+    pub fn scenario(
+        &self,
+    ) -> Result<Option<(crate::scenario::ScenarioFile, crate::scenario::Scenario)>, String> {
+        self.scenario.as_deref().map(load_scenario).transpose()
+    }
+}
+
+/// A scenario file, read and compiled; the error names the file and the
+/// line and column, or the rule.
+pub fn load_scenario(
+    path: &std::path::Path,
+) -> Result<(crate::scenario::ScenarioFile, crate::scenario::Scenario), String> {
+    let file = crate::scenario::load(path).map_err(|e| format!("cannot use the scenario {e}"))?;
+    let scenario = crate::scenario::Scenario::compile(&file).map_err(|e| {
+        format!(
+            "cannot use the scenario {}: {e}; the file was left as it is",
+            path.display()
+        )
+    })?;
+    Ok((file, scenario))
+}
+
+impl Cli {
     /// The control endpoint to serve, if `--control` was given.
     pub fn control_options(&self) -> Option<crate::control::ControlOptions> {
         let addr = self.control.as_ref()?;

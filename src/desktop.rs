@@ -139,6 +139,27 @@ fn app_from_startup(
     let mut config = cli.engine_config();
     config.listen = Some(start.layout.listen.clone());
     config.mode = start.layout.mode;
+    let mut problems = start.problems;
+    // `--scenario`, else the one the layout ran: started with the engine,
+    // so the first client already meets it.
+    let scenario_path = cli.scenario.clone().or(start.layout.scenario.clone());
+    let scenario_path = match scenario_path.as_deref().map(crate::cli::load_scenario) {
+        Some(Ok((file, scenario))) => {
+            if cli.mode.is_none() {
+                config.mode = file.otherwise.into();
+            }
+            if cli.faults.is_empty() && !scenario.faults().is_none() {
+                config.faults = scenario.faults().clone();
+            }
+            config.scenario = Some(Arc::new(scenario));
+            scenario_path
+        }
+        Some(Err(e)) => {
+            problems.push(format!("Could not start the scenario: {e}"));
+            None
+        }
+        None => None,
+    };
     let waker = ctx.clone();
     config.notify = Some(Arc::new(move || waker.request_repaint()));
     let backend: Box<dyn Backend> = match &cli.attach {
@@ -158,9 +179,11 @@ fn app_from_startup(
         &start.layout.listen
     };
     let mut app = MuxscopeApp::new(backend, requested).with_files(files);
-    app.apply_layout(start.layout, false);
+    let mut layout = start.layout;
+    layout.scenario = scenario_path;
+    app.apply_layout(layout, false);
     app.layout_path = start.layout_path;
-    for p in start.problems {
+    for p in problems {
         app.notify(p, true);
     }
     Ok(app)

@@ -133,6 +133,7 @@ impl Headless {
                 .and_then(|addr| control::check_exposure(addr, opts.token.as_deref()))?;
         }
         let faults = faults_line(&config);
+        let scenario = config.scenario.as_ref().map(|s| scenario_line(s));
         let engine =
             EngineHandle::spawn(config).map_err(|e| format!("cannot start the engine: {e}"))?;
         match engine.initial_listen() {
@@ -141,6 +142,9 @@ impl Headless {
             ListenState::Stopped => println!("muxscope running without a listener"),
         }
         println!("{faults}");
+        if let Some(line) = scenario {
+            println!("{line}");
+        }
         let mut server = None;
         let mut batches = engine.batches().clone();
         if let Some(opts) = &control {
@@ -227,6 +231,19 @@ impl Headless {
         engine.shutdown();
         Err(why)
     }
+}
+
+/// The scenario as printed at start: `muxscope scenario: line protocol
+/// (6 rules, framing Lines, otherwise Echo)`.
+pub fn scenario_line(scenario: &crate::scenario::Scenario) -> String {
+    let file = scenario.file();
+    format!(
+        "muxscope scenario: {} ({} rules, framing {:?}, otherwise {:?})",
+        file.name.as_deref().unwrap_or("unnamed"),
+        scenario.rule_count(),
+        file.framing,
+        file.otherwise
+    )
 }
 
 /// The active faults as printed at start, in the `--fault` grammar:

@@ -12,6 +12,7 @@ use crate::ui::events::EventsPane;
 use crate::ui::faults::FaultsPane;
 use crate::ui::inject::InjectPane;
 use crate::ui::inspector::InspectorPane;
+use crate::ui::scenario::ScenarioPane;
 use crate::ui::tiles::{self, PaneKind};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -50,6 +51,11 @@ pub struct SessionLayout {
     /// engine when the layout is opened.
     pub faults: Faults,
     pub accept_fault: Option<AcceptFault>,
+    /// The Scenario pane's settings.
+    pub scenario_pane: ScenarioPane,
+    /// The scenario file the server runs: run again when the layout is
+    /// opened.
+    pub scenario: Option<PathBuf>,
 }
 
 impl Default for SessionLayout {
@@ -68,6 +74,8 @@ impl Default for SessionLayout {
             faults_form: FaultsPane::default(),
             faults: Faults::default(),
             accept_fault: None,
+            scenario_pane: ScenarioPane::default(),
+            scenario: None,
         }
     }
 }
@@ -199,21 +207,15 @@ pub fn save(path: &Path, layout: &SessionLayout) -> Result<(), LayoutError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| error(format!("cannot create folder: {e}")))?;
     }
-    let tmp = path.with_extension("ron.tmp");
-    std::fs::write(&tmp, to_ron(layout)).map_err(|e| error(format!("cannot write: {e}")))?;
-    std::fs::rename(&tmp, path).map_err(|e| error(format!("cannot replace: {e}")))
+    write_atomically(path, &to_ron(layout)).map_err(error)
 }
 
-/// `name` → `name.muxscope.ron` unless it already ends so.
-pub fn with_suffix(path: PathBuf) -> PathBuf {
-    let name = path.to_string_lossy();
-    if name.ends_with(FILE_SUFFIX) {
-        path
-    } else if let Some(stem) = name.strip_suffix(".ron") {
-        PathBuf::from(format!("{stem}{FILE_SUFFIX}"))
-    } else {
-        PathBuf::from(format!("{name}{FILE_SUFFIX}"))
-    }
+/// Write `text` to a temporary file beside `path`, then rename it over
+/// `path`, so a crash mid-write never leaves a truncated file behind.
+pub fn write_atomically(path: &Path, text: &str) -> Result<(), String> {
+    let tmp = path.with_extension("ron.tmp");
+    std::fs::write(&tmp, text).map_err(|e| format!("cannot write: {e}"))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("cannot replace: {e}"))
 }
 
 #[cfg(test)]
@@ -292,15 +294,5 @@ mod tests {
         assert!(err.starts_with("line 3, column"), "{err}");
         let err = parse("(version: 1, listen: \"127.0.0.1:1").unwrap_err();
         assert!(err.contains("line 1"), "{err}");
-    }
-
-    #[test]
-    fn suffix_is_added_once() {
-        assert_eq!(with_suffix("a".into()), PathBuf::from("a.muxscope.ron"));
-        assert_eq!(with_suffix("a.ron".into()), PathBuf::from("a.muxscope.ron"));
-        assert_eq!(
-            with_suffix("a.muxscope.ron".into()),
-            PathBuf::from("a.muxscope.ron")
-        );
     }
 }

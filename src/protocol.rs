@@ -148,6 +148,11 @@ pub enum CloseReason {
         limit: crate::faults::Limit,
         reset: bool,
     },
+    /// A scenario rule (numbered from 1) closed it with FIN or reset it.
+    Rule {
+        rule: u16,
+        reset: bool,
+    },
 }
 
 impl fmt::Display for CloseReason {
@@ -177,6 +182,10 @@ impl fmt::Display for CloseReason {
                         crate::format::duration_micros(u64::from(*ms) * 1000)
                     ),
                 }
+            }
+            CloseReason::Rule { rule, reset } => {
+                let how = if *reset { "reset" } else { "closed" };
+                write!(f, "{how} by rule {rule} (scenario)")
             }
         }
     }
@@ -214,6 +223,8 @@ impl fmt::Display for InjectRefusal {
 pub enum Origin {
     Echo,
     Inject,
+    /// A scenario rule's reply.
+    Rule,
 }
 
 /// One thing that happened, as it happened.
@@ -295,10 +306,31 @@ pub enum EventKind {
     AcceptFaultSet {
         fault: Option<crate::faults::AcceptFault>,
     },
+    /// A scenario rule (numbered from 1) fired on this connection; `sent`
+    /// bytes of reply were queued (after its delay, if it has one).
+    RuleFired {
+        rule: u16,
+        sent: u32,
+    },
+    /// The connection's bytes broke the scenario's framing; its messages
+    /// are no longer matched, and what it sends gets the fallback.
+    FramingError {
+        why: String,
+    },
+    /// A scenario was loaded (`name`, with `rules` rules), or lifted
+    /// (`rules` 0 and an empty name).
+    ScenarioSet {
+        name: String,
+        rules: u16,
+    },
+    /// A scenario was refused as a whole; the one running stays.
+    ScenarioRefused {
+        why: String,
+    },
 }
 
 /// Every `EventKind::name`, for filter menus.
-pub const KIND_NAMES: [&str; 22] = [
+pub const KIND_NAMES: [&str; 26] = [
     "readiness",
     "accepted",
     "read",
@@ -321,6 +353,10 @@ pub const KIND_NAMES: [&str; 22] = [
     "faults",
     "fault-held",
     "accept-fault",
+    "rule",
+    "framing-error",
+    "scenario",
+    "scenario-refused",
 ];
 
 impl EventKind {
@@ -349,6 +385,10 @@ impl EventKind {
             EventKind::FaultsSet { .. } => "faults",
             EventKind::FaultHeld { .. } => "fault-held",
             EventKind::AcceptFaultSet { .. } => "accept-fault",
+            EventKind::RuleFired { .. } => "rule",
+            EventKind::FramingError { .. } => "framing-error",
+            EventKind::ScenarioSet { .. } => "scenario",
+            EventKind::ScenarioRefused { .. } => "scenario-refused",
         }
     }
 
@@ -363,6 +403,7 @@ impl EventKind {
             EventKind::Queued { n, origin } => match origin {
                 Origin::Echo => format!("queued {n} B"),
                 Origin::Inject => format!("queued {n} B (inject)"),
+                Origin::Rule => format!("queued {n} B (rule reply)"),
             },
             EventKind::Backpressure { on: true } => "backpressure on: reading paused".to_owned(),
             EventKind::Backpressure { on: false } => "backpressure off: reading resumed".to_owned(),
@@ -398,6 +439,14 @@ impl EventKind {
             EventKind::AcceptFaultSet { fault: Some(f) } => {
                 format!("accept fault: {f:?}").to_lowercase()
             }
+            EventKind::RuleFired { rule, sent: 0 } => format!("rule {rule} fired"),
+            EventKind::RuleFired { rule, sent } => format!("rule {rule} fired: reply {sent} B"),
+            EventKind::FramingError { why } => format!("framing error: {why}"),
+            EventKind::ScenarioSet { rules: 0, .. } => "scenario lifted".to_owned(),
+            EventKind::ScenarioSet { name, rules } => {
+                format!("scenario {name:?} running ({rules} rules)")
+            }
+            EventKind::ScenarioRefused { why } => format!("scenario refused: {why}"),
         }
     }
 }
@@ -537,6 +586,51 @@ pub struct EngineStats {
     /// Faults given to new connections.
     pub new_faults: crate::faults::Faults,
     pub accept_fault: Option<crate::faults::AcceptFault>,
+    /// The scenario running, and how often each rule fired (boxed: most
+    /// sessions run none).
+    pub scenario: Option<Box<ScenarioStatus>>,
+}
+
+/// The scenario an engine runs, as a viewer sees it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScenarioStatus {
+    pub file: crate::scenario::ScenarioFile,
+    /// One per rule, in order: over all connections.
+    pub fired: Vec<RuleTally>,
+}
+
+/// How often a rule fired, and when it last did.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleTally {
+    pub fired: u64,
+    pub last_at: Option<Micros>,
+}
+
+impl RuleTally {
+    /// Count a firing of rule `rule` (0-based) of `rules` at `at`.
+    pub fn record(tallies: &mut Vec<RuleTally>, rule: usize, rules: usize, at: Micros) {
+        if tallies.len() < rules {
+            tallies.resize(rules, RuleTally::default());
+        }
+        if let Some(t) = tallies.get_mut(rule) {
+            t.fired += 1;
+            t.last_at = Some(at);
+        }
+    }
+}
+
+/// The scenario's state on one connection, for the inspector.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScriptDetail {
+    /// One per rule, in order: on this connection.
+    pub fired: Vec<RuleTally>,
+    /// Bytes of a message not yet complete (at most the first 4 KiB).
+    pub pending: Vec<u8>,
+    pub pending_len: u64,
+    /// Why framing stopped on this connection, if it did.
+    pub framing_error: Option<String>,
+    /// Replies waiting for their rule's delay.
+    pub deferred: u32,
 }
 
 /// A pending message in a client's queue.
@@ -576,6 +670,8 @@ pub struct ConnDetail {
     pub transcript_dropped_tx: u64,
     /// The faults acting on this connection.
     pub faults: crate::faults::Faults,
+    /// The scenario's state here, while one runs.
+    pub script: Option<ScriptDetail>,
 }
 
 /// What crosses from the engine to a viewer, once per flush.
@@ -594,6 +690,8 @@ pub struct Batch {
     /// consumer shows as open but that is not listed has closed (ids are
     /// never reused), so a viewer converges after any loss.
     pub open_conns: Option<Vec<ConnId>>,
+    /// Answers to `TryScenario`, in the order asked.
+    pub tries: Vec<Result<crate::scenario::TryReport, String>>,
 }
 
 impl Batch {
@@ -603,6 +701,7 @@ impl Batch {
             && self.stats.is_none()
             && self.details.is_empty()
             && self.open_conns.is_none()
+            && self.tries.is_empty()
     }
 }
 
@@ -640,6 +739,15 @@ pub enum Command {
     },
     /// Set or lift the engine-wide fault on accepting.
     SetAcceptFault(Option<crate::faults::AcceptFault>),
+    /// Run this scenario on every connection (`None` lifts it). One that
+    /// does not compile is refused whole, and the running one stays.
+    SetScenario(Option<Box<crate::scenario::ScenarioFile>>),
+    /// Say what `input` would do under `scenario` (the running one is not
+    /// touched), answered in a later batch's `tries`.
+    TryScenario {
+        scenario: Box<crate::scenario::ScenarioFile>,
+        input: Vec<u8>,
+    },
 }
 
 /// Whom a `SetFaults` is for.

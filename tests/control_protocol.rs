@@ -69,6 +69,16 @@ fn every_fault() -> Faults {
     }
 }
 
+/// The reference scenario: every framing, trigger, pattern, reply and
+/// action of the format, so postcard must carry each of them.
+fn reference_scenario() -> muxscope::scenario::ScenarioFile {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/reference.muxscope-scenario.ron"
+    );
+    muxscope::scenario::load(std::path::Path::new(path)).unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// A batch using every event kind, state and option.
 fn full_batch() -> Batch {
     let peer = "10.1.2.3:5555".parse().unwrap();
@@ -118,6 +128,21 @@ fn full_batch() -> Batch {
         EventKind::AcceptFaultSet {
             fault: Some(AcceptFault::Refuse),
         },
+        EventKind::RuleFired { rule: 3, sent: 10 },
+        EventKind::FramingError {
+            why: "length prefix says 4294967295 bytes".into(),
+        },
+        EventKind::ScenarioSet {
+            name: "line protocol".into(),
+            rules: 6,
+        },
+        EventKind::ScenarioRefused {
+            why: "rule 1: bad regex".into(),
+        },
+        EventKind::Queued {
+            n: 4,
+            origin: Origin::Rule,
+        },
     ];
     let events = kinds
         .into_iter()
@@ -150,6 +175,13 @@ fn full_batch() -> Batch {
             ),
             counters(9, ConnState::Closed(CloseReason::Missed)),
             counters(
+                11,
+                ConnState::Closed(CloseReason::Rule {
+                    rule: 4,
+                    reset: false,
+                }),
+            ),
+            counters(
                 10,
                 ConnState::Closed(CloseReason::Fault {
                     limit: Limit::Bytes(1024),
@@ -179,6 +211,16 @@ fn full_batch() -> Batch {
             queue_limit: 1 << 20,
             new_faults: every_fault(),
             accept_fault: Some(AcceptFault::Delay(500)),
+            scenario: Some(Box::new(ScenarioStatus {
+                file: reference_scenario(),
+                fired: vec![
+                    RuleTally::default(),
+                    RuleTally {
+                        fired: 7,
+                        last_at: Some(99),
+                    },
+                ],
+            })),
         }),
         details: vec![ConnDetail {
             counters: counters(1, ConnState::Open),
@@ -202,8 +244,24 @@ fn full_batch() -> Batch {
             faults: every_fault(),
             transcript_dropped_rx: 100,
             transcript_dropped_tx: 0,
+            script: Some(ScriptDetail {
+                fired: vec![RuleTally {
+                    fired: 1,
+                    last_at: Some(5),
+                }],
+                pending: vec![0, 1, 0xff],
+                pending_len: 3,
+                framing_error: Some("too long".into()),
+                deferred: 2,
+            }),
         }],
         dropped_events: 17,
+        tries: vec![
+            Ok(muxscope::scenario::Scenario::compile(&reference_scenario())
+                .unwrap_or_else(|e| panic!("{e}"))
+                .try_input(b"PING\nECHO hi\n\x00\x01", 7)),
+            Err("rule 2: unknown variable ${nope}".into()),
+        ],
     }
 }
 
@@ -243,6 +301,12 @@ fn all_commands() -> Vec<Command> {
         },
         Command::SetAcceptFault(None),
         Command::SetAcceptFault(Some(AcceptFault::Stall)),
+        Command::SetScenario(None),
+        Command::SetScenario(Some(Box::new(reference_scenario()))),
+        Command::TryScenario {
+            scenario: Box::new(reference_scenario()),
+            input: (0..=255).collect(),
+        },
     ]
 }
 

@@ -81,6 +81,8 @@ struct Owed {
     counters: HashMap<ConnId, ConnCounters>,
     stats: Option<EngineStats>,
     details: HashMap<ConnId, ConnDetail>,
+    /// The latest answer to a scenario try-out, if one is owed.
+    tried: Option<Result<crate::scenario::TryReport, String>>,
     /// Too much was owed (or the engine resynchronised): the viewer gets
     /// the whole present instead of `counters`.
     resync: bool,
@@ -112,14 +114,19 @@ impl Owed {
             }
             self.details.insert(d.counters.id, d.clone());
         }
+        if let Some(answer) = batch.tries.last() {
+            self.tried = Some(answer.clone());
+        }
     }
 
     fn into_batch(self, seq: u64, present: &Present) -> Batch {
         let details = self.details.into_values().collect();
+        let tries: Vec<_> = self.tried.into_iter().collect();
         if self.resync {
             return Batch {
                 seq,
                 details,
+                tries,
                 ..present.snapshot()
             };
         }
@@ -133,6 +140,7 @@ impl Owed {
             details,
             dropped_events: 0,
             open_conns: None,
+            tries,
         }
     }
 }
@@ -222,6 +230,7 @@ impl Present {
             details: Vec::new(),
             dropped_events: self.engine_dropped,
             open_conns: Some(open),
+            tries: Vec::new(),
         }
     }
 

@@ -14,6 +14,8 @@ use std::net::SocketAddr;
 pub const MAX_ADDR: usize = 256;
 /// The most connections one command may name.
 pub const MAX_TARGETS: usize = 65_536;
+/// The most rules a scenario sent by a viewer may have.
+pub const MAX_RULES: usize = 4096;
 /// How much of a refused address is echoed back.
 const SHOWN_ADDR: usize = 64;
 
@@ -40,9 +42,20 @@ pub fn vet(cmd: &Command, has_token: bool) -> Result<(), Refusal> {
             ))),
             _ => Ok(()),
         },
+        Command::SetScenario(Some(file)) | Command::TryScenario { scenario: file, .. }
+            if file.rules.len() > MAX_RULES =>
+        {
+            Err(Refusal::Abuse(format!(
+                "a scenario may have at most {MAX_RULES} rules"
+            )))
+        }
         // Fault values are made safe by the engine (`Faults::sanitized`),
-        // whoever sends them.
-        Command::SetMode(_)
+        // whoever sends them; a scenario is compiled (regexes with their
+        // size limits) on the engine, which refuses a bad one whole; the
+        // message size bounds a try-out's input.
+        Command::SetScenario(_)
+        | Command::TryScenario { .. }
+        | Command::SetMode(_)
         | Command::StopListening
         | Command::Inspect { .. }
         | Command::SetFaults { .. }

@@ -22,7 +22,7 @@ use std::fmt;
 /// The first byte of every server frame. Bump it when a protocol type
 /// changes shape; a viewer built from other sources then says so instead of
 /// misreading the stream.
-pub const WIRE_VERSION: u8 = 3;
+pub const WIRE_VERSION: u8 = 4;
 
 /// The largest message (and frame) a viewer may send. A command is a few
 /// dozen bytes; an `Inject` with a pasted payload is the only big one.
@@ -86,7 +86,11 @@ pub fn decode_command(text: &str) -> Result<Command, WireError> {
     if text.trim().is_empty() {
         return Err(WireError::Empty);
     }
-    ron::from_str(text).map_err(|e| WireError::Malformed(e.to_string()))
+    // Scenario files inside commands write options bare (`delay: "1s"`),
+    // as their own files do.
+    crate::scenario::ron_options()
+        .from_str(text)
+        .map_err(|e| WireError::Malformed(e.to_string()))
 }
 
 #[cfg(test)]

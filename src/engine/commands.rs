@@ -72,17 +72,7 @@ impl EventLoop {
                     self.with_conn_id(id, key, |io, conn| io.inject(conn, &shared));
                 }
             }
-            Command::SetMode(mode) => {
-                self.mode = mode;
-                self.emit(None, EventKind::ModeChanged { mode });
-                self.stats.force();
-                // Backpressure ends outside echo, and half-closed clients
-                // kept open for manual answers end outside manual.
-                let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
-                for key in keys {
-                    self.with_conn(key, |io, conn| io.mode_changed(conn));
-                }
-            }
+            Command::SetMode(mode) => self.set_mode(mode),
             Command::Listen { addr } => self.listen(addr),
             Command::StopListening => {
                 self.acceptor
@@ -102,6 +92,20 @@ impl EventLoop {
             }
             Command::SetFaults { scope, faults } => self.set_faults(scope, *faults),
             Command::SetAcceptFault(fault) => self.set_accept_fault(fault),
+            Command::SetScenario(file) => self.set_scenario(file.map(|f| *f)),
+            Command::TryScenario { scenario, input } => self.try_scenario(&scenario, &input),
+        }
+    }
+
+    pub(super) fn set_mode(&mut self, mode: Mode) {
+        self.mode = mode;
+        self.emit(None, EventKind::ModeChanged { mode });
+        self.stats.force();
+        // Backpressure ends outside echo, and half-closed clients kept
+        // open for manual answers end outside manual.
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            self.with_conn(key, |io, conn| io.mode_changed(conn));
         }
     }
 

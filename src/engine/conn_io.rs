@@ -50,6 +50,8 @@ pub enum Outcome {
         read_again: bool,
         /// A fault needs the loop back at this engine time (not yet armed).
         wake_at: Option<Micros>,
+        /// The scenario's script needs the loop back then (not yet armed).
+        script_at: Option<Micros>,
     },
     Close(Close),
 }
@@ -102,6 +104,10 @@ pub struct Io<'a> {
     /// Whether this step's last write stopped on `WouldBlock` (`None`: no
     /// write was tried).
     pub write_blocked: Option<bool>,
+    /// The scenario running, if any.
+    pub scenario: Option<&'a crate::scenario::Scenario>,
+    /// How often each of its rules fired, over all connections.
+    pub rule_tallies: &'a mut Vec<crate::protocol::RuleTally>,
 }
 
 /// How often a reset fault looks whether the bytes before it have left.
@@ -112,7 +118,7 @@ const SLICES_PER_TURN: usize = 256;
 const WAKE_SLACK: Micros = 1_000;
 
 impl Io<'_> {
-    fn emit(&mut self, conn: &Connection, kind: EventKind) {
+    pub(super) fn emit(&mut self, conn: &Connection, kind: EventKind) {
         self.publisher.event(Event {
             at: self.now,
             conn: Some(conn.id),
@@ -120,7 +126,7 @@ impl Io<'_> {
         });
     }
 
-    fn touch(&self, conn: &mut Connection) {
+    pub(super) fn touch(&self, conn: &mut Connection) {
         conn.last_activity = self.now;
         conn.dirty = true;
     }
@@ -167,19 +173,24 @@ impl Io<'_> {
                 mode: KickMode::Graceful,
             },
         );
+        let step = self.close_gracefully(conn, deadline);
+        self.finish(conn, step)
+    }
+
+    /// Flush what is queued, send FIN, wait for the peer's FIN, all before
+    /// `deadline` (the loop enforces it). A second close keeps the first
+    /// deadline.
+    pub(super) fn close_gracefully(&mut self, conn: &mut Connection, deadline: Micros) -> Step {
         if let Phase::Closing { .. } = conn.phase {
-            // Kicked already: the first deadline stands.
-            return self.finish(conn, Ok(()));
+            return Ok(());
         }
         conn.phase = Phase::Closing { deadline };
         self.touch(conn);
         // Keep reading (and discarding) so input never piles up unread,
         // which would turn our close into an RST.
-        let step = self
-            .lift(conn, StopReason::UserPause)
-            .and_then(|()| self.lift(conn, StopReason::Backpressure));
-        let step = step.and_then(|()| self.flush(conn));
-        self.finish(conn, step)
+        self.lift(conn, StopReason::UserPause)
+            .and_then(|()| self.lift(conn, StopReason::Backpressure))
+            .and_then(|()| self.flush(conn))
     }
 
     /// Queue an inject (the first `bytes.len()` bytes of a buffer shared by
@@ -274,7 +285,7 @@ impl Io<'_> {
     }
 
     /// Settle the lifecycle, then say whether the connection stays.
-    fn finish(&mut self, conn: &mut Connection, step: Step) -> Outcome {
+    pub(super) fn finish(&mut self, conn: &mut Connection, step: Step) -> Outcome {
         // Under faults, bytes read in this step were queued, never written
         // from the read buffer: what is already due goes out now, not on a
         // WRITABLE edge that an idle socket would never raise.
@@ -292,12 +303,14 @@ impl Io<'_> {
         });
         match step
             .and_then(|()| self.fault_close(conn))
+            .and_then(|()| self.script_reset(conn))
             .and_then(|()| self.settle(conn))
         {
             Ok(()) => Outcome::Open {
                 want_writable: self.want_writable(conn),
                 read_again: std::mem::take(&mut self.budget_spent),
                 wake_at: self.fault_wake(conn),
+                script_at: self.script_wake(conn),
             },
             Err(close) => Outcome::Close(close),
         }
@@ -375,6 +388,12 @@ impl Io<'_> {
 
     /// Replace the faults acting on this connection.
     pub fn set_faults(&mut self, conn: &mut Connection, faults: &crate::faults::Faults) -> Outcome {
+        self.install_faults(conn, faults);
+        self.fault_due(conn)
+    }
+
+    /// Give the connection these faults (replacing its own), and say so.
+    pub(super) fn install_faults(&mut self, conn: &mut Connection, faults: &crate::faults::Faults) {
         let spec = faults.to_string();
         match conn.shaper.as_mut() {
             Some(s) => s.set_faults(faults.clone()),
@@ -389,7 +408,6 @@ impl Io<'_> {
         }
         self.emit(conn, EventKind::FaultsSet { spec });
         self.touch(conn);
-        self.fault_due(conn)
     }
 
     /// Carry out a `close-after`/`reset-after` fault that is due. A reset
@@ -447,7 +465,8 @@ impl Io<'_> {
 
     /// End connections whose conversation is over.
     fn settle(&mut self, conn: &mut Connection) -> Step {
-        let flushed = conn.queue.is_empty();
+        let flushed =
+            conn.queue.is_empty() && conn.script.as_ref().is_none_or(|s| s.deferred.is_empty());
         let peer_fin = conn.gate.holds(StopReason::PeerFin);
         match conn.phase {
             // In manual mode a half-closed client may still be answered by
@@ -470,9 +489,13 @@ impl Io<'_> {
                 // Without the peer's FIN yet, wait for it: closing with
                 // unread input would make the kernel send RST and could
                 // destroy what we sent. The kick deadline bounds the wait.
-                if peer_fin { Err(graceful()) } else { Ok(()) }
+                if peer_fin {
+                    Err(graceful(conn))
+                } else {
+                    Ok(())
+                }
             }
-            Phase::Closing { .. } if conn.write_shut && peer_fin => Err(graceful()),
+            Phase::Closing { .. } if conn.write_shut && peer_fin => Err(graceful(conn)),
             _ => Ok(()),
         }
     }
@@ -493,7 +516,7 @@ impl Io<'_> {
 
     /// Write what is queued, as far as faults allow. Returns the close if
     /// the socket failed.
-    fn flush(&mut self, conn: &mut Connection) -> Step {
+    pub(super) fn flush(&mut self, conn: &mut Connection) -> Step {
         if conn.queue.is_empty() {
             return Ok(());
         }
@@ -598,7 +621,7 @@ impl Io<'_> {
                     }
                     self.emit(conn, EventKind::PeerHalfClosed);
                     self.touch(conn);
-                    return Ok(());
+                    return self.script_half_closed(conn);
                 }
                 Ok(n) => {
                     if let Some(s) = conn.shaper.as_mut() {
@@ -639,7 +662,15 @@ impl Io<'_> {
         }
         self.emit(conn, EventKind::Read { n: n as u32 });
         self.touch(conn);
-        if self.mode != Mode::Echo || matches!(conn.phase, Phase::Closing { .. }) {
+        if matches!(conn.phase, Phase::Closing { .. }) {
+            return Ok(());
+        }
+        if let Some(scenario) = self.scenario
+            && conn.script.is_some()
+        {
+            return self.script_read(conn, scenario, n);
+        }
+        if self.mode != Mode::Echo {
             return Ok(());
         }
         // Fast path: with nothing queued, write straight from the read
@@ -689,9 +720,14 @@ impl Io<'_> {
     }
 }
 
-fn graceful() -> Close {
+/// The end of a graceful close: a kick's, or a scenario rule's.
+fn graceful(conn: &Connection) -> Close {
+    let reason = match conn.script.as_ref().and_then(|s| s.closing_rule) {
+        Some(rule) => CloseReason::Rule { rule, reset: false },
+        None => CloseReason::Kicked(KickMode::Graceful),
+    };
     Close {
-        reason: CloseReason::Kicked(KickMode::Graceful),
+        reason,
         reset: false,
     }
 }

@@ -7,6 +7,7 @@
 
 use super::queue::ByteQueue;
 use super::read_gate::{ReadGate, StopReason};
+use super::script::Script;
 use super::shaper::Shaper;
 use super::transcript::Transcript;
 use crate::protocol::{
@@ -57,6 +58,8 @@ pub struct Connection {
     pub listed: bool,
     /// The faults acting on it, if any.
     pub shaper: Option<Box<Shaper>>,
+    /// The scenario's state on it, while one runs.
+    pub script: Option<Box<Script>>,
 }
 
 impl Connection {
@@ -80,6 +83,7 @@ impl Connection {
             dirty: false,
             listed: false,
             shaper: None,
+            script: None,
         }
     }
 
@@ -140,6 +144,7 @@ impl Connection {
                 .as_ref()
                 .map(|s| s.faults.clone())
                 .unwrap_or_default(),
+            script: self.script.as_ref().map(|s| s.detail()),
         }
     }
 }

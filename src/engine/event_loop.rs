@@ -21,6 +21,7 @@ use super::stats::StatsTicker;
 use super::timers::{Due, Timer, Timers};
 use crate::faults::{AcceptFault, Faults};
 use crate::protocol::*;
+use crate::scenario::Scenario;
 use crossbeam_channel::Receiver;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -71,6 +72,10 @@ pub struct EventLoop {
     /// Faults new connections get (already sanitized).
     pub(super) new_faults: Faults,
     pub(super) accept_fault: Option<AcceptFault>,
+    /// The scenario every connection runs, if any.
+    pub(super) scenario: Option<Arc<Scenario>>,
+    /// How often each of its rules fired, over all connections.
+    pub(super) rule_tallies: Vec<RuleTally>,
     /// Where the listener was when `accept=refuse` closed it.
     pub(super) refused_addr: Option<std::net::SocketAddr>,
     totals: Totals,
@@ -118,6 +123,8 @@ impl EventLoop {
             scratch: Vec::new(),
             new_faults,
             accept_fault: None,
+            scenario: None,
+            rule_tallies: Vec::new(),
             refused_addr: None,
             totals: Totals::default(),
             accepted_total: 0,
@@ -136,6 +143,9 @@ impl EventLoop {
         }
         if let Some(fault) = this.config.accept_fault {
             this.set_accept_fault(Some(fault));
+        }
+        if let Some(scenario) = this.config.scenario.clone() {
+            this.run_scenario(Some(scenario), false);
         }
         Ok(this)
     }
@@ -238,6 +248,8 @@ impl EventLoop {
             budget_spent: false,
             scratch: &mut self.scratch,
             write_blocked: None,
+            scenario: self.scenario.as_deref(),
+            rule_tallies: &mut self.rule_tallies,
         };
         let outcome = step(&mut io, conn);
         self.apply_outcome(key, outcome);
@@ -262,10 +274,14 @@ impl EventLoop {
                 want_writable,
                 read_again,
                 wake_at,
+                script_at,
             } => {
                 let conn = &mut self.conns[key];
                 if let Some(at) = wake_at {
                     self.timers.arm(at, conn.id, key, Timer::Fault);
+                }
+                if let Some(at) = script_at {
+                    self.timers.arm(at, conn.id, key, Timer::Script);
                 }
                 if conn.dirty && !conn.listed && !self.publisher.resync_owed() {
                     conn.listed = true;
@@ -379,14 +395,19 @@ impl EventLoop {
         self.apply_new_faults(key);
         // Bytes that arrived before registration are reported by epoll on
         // registration, so no read is needed here.
-        self.apply_outcome(
-            key,
-            Outcome::Open {
-                want_writable: false,
-                read_again: false,
-                wake_at: None,
-            },
-        );
+        if self.scenario.is_some() {
+            self.with_conn(key, |io, conn| io.script_connected(conn));
+        } else {
+            self.apply_outcome(
+                key,
+                Outcome::Open {
+                    want_writable: false,
+                    read_again: false,
+                    wake_at: None,
+                    script_at: None,
+                },
+            );
+        }
     }
 
     // ---- deadlines ---------------------------------------------------------
@@ -404,6 +425,7 @@ impl EventLoop {
             {
                 match timer {
                     Timer::Fault => self.with_conn_id(id, key, |io, conn| io.fault_due(conn)),
+                    Timer::Script => self.with_conn_id(id, key, |io, conn| io.script_due(conn)),
                     Timer::KickDeadline => {
                         let after_ms = self.config.kick_timeout.as_millis() as u64;
                         // A stale entry (the client closed) finds nothing.
@@ -458,6 +480,7 @@ impl EventLoop {
             queue_limit: self.config.queue_limit as u64,
             new_faults: self.new_faults.clone(),
             accept_fault: self.accept_fault,
+            scenario: self.scenario_status(),
         };
         if let Some(heartbeat) = self.stats.should_send(clock, &stats) {
             self.publisher.stats(stats, heartbeat);

@@ -15,6 +15,10 @@ mod publish;
 mod queue;
 mod read_gate;
 mod resolve;
+mod rng;
+mod scenario;
+mod script;
+mod script_io;
 mod shaper;
 mod stats;
 mod sys;
@@ -118,6 +122,8 @@ pub struct EngineConfig {
     pub faults: crate::faults::Faults,
     /// Engine-wide fault on accepting (`--fault accept=…`).
     pub accept_fault: Option<crate::faults::AcceptFault>,
+    /// The scenario every connection runs from the start (`--scenario`).
+    pub scenario: Option<Arc<crate::scenario::Scenario>>,
 }
 
 impl Default for EngineConfig {
@@ -136,6 +142,7 @@ impl Default for EngineConfig {
             notify: None,
             faults: crate::faults::Faults::default(),
             accept_fault: None,
+            scenario: None,
         }
     }
 }

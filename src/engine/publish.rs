@@ -124,6 +124,11 @@ impl Publisher {
         self.pending.details.push(detail);
     }
 
+    /// The answer to a `TryScenario`.
+    pub fn tried(&mut self, answer: Result<crate::scenario::TryReport, String>) {
+        self.pending.tries.push(answer);
+    }
+
     pub fn dropped_events(&self) -> u64 {
         self.dropped_events
     }
@@ -182,7 +187,8 @@ impl Publisher {
         let wake = !(self.heartbeat_only
             && batch.events.is_empty()
             && batch.counters.is_empty()
-            && batch.details.is_empty());
+            && batch.details.is_empty()
+            && batch.tries.is_empty());
         match self.tx.try_send(batch) {
             Ok(()) => {
                 self.heartbeat_only = false;
@@ -201,6 +207,7 @@ impl Publisher {
                 self.dropped_events += batch.events.len() as u64;
                 self.pending.stats = batch.stats;
                 self.pending.details = batch.details;
+                self.pending.tries = batch.tries;
                 self.resync_owed = true;
                 false
             }

@@ -11,6 +11,7 @@
 //! Only connections with faults have a shaper (boxed, so an idle client
 //! without faults pays one pointer).
 
+use super::rng::Rng;
 use crate::faults::{Faults, Limit};
 use crate::protocol::Micros;
 
@@ -75,7 +76,7 @@ pub struct Shaper {
     pub faults: Faults,
     /// Under toxicity, this connection was drawn to get the faults.
     pub chosen: bool,
-    rng: u64,
+    rng: Rng,
     send: Bucket,
     recv: Bucket,
     /// Bytes left in the slice being written (0: draw the next one).
@@ -110,8 +111,7 @@ impl Shaper {
         Shaper {
             faults,
             chosen: true,
-            // xorshift must not start at zero.
-            rng: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
+            rng: Rng::new(seed),
             send: Bucket::default(),
             recv: Bucket::default(),
             slice_left: 0,
@@ -128,15 +128,9 @@ impl Shaper {
         }
     }
 
-    /// A uniform draw in 0..1,000,000 (xorshift64*: fast, and plenty for
-    /// choosing which bytes to corrupt).
+    /// A uniform draw in 0..1,000,000.
     pub fn draw(&mut self) -> u32 {
-        let mut x = self.rng;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.rng = x;
-        (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32) as u32 % 1_000_000
+        self.rng.draw()
     }
 
     fn draw_between(&mut self, lo: u32, hi: u32) -> u32 {

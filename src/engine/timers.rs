@@ -24,6 +24,9 @@ pub enum Timer {
     /// A fault holds something of this connection until now (see
     /// `Shaper::next_wake`).
     Fault,
+    /// A scenario's delayed reply or idle rule is due (see
+    /// `Script::next_wake`).
+    Script,
 }
 
 /// One armed deadline: the connection `conn` at slab key `key`.

@@ -33,6 +33,8 @@ pub struct Monitor {
     /// Engine time of the newest data, and when it arrived here.
     engine_clock: Option<(Micros, Instant)>,
     pub batches: u64,
+    /// The engine's answer to the latest `TryScenario`.
+    pub last_try: Option<Result<crate::scenario::TryReport, String>>,
 }
 
 impl Monitor {
@@ -65,6 +67,9 @@ impl Monitor {
             }
             self.details.insert(d.counters.id, d);
             self.details_received += 1;
+        }
+        if let Some(answer) = batch.tries.into_iter().last() {
+            self.last_try = Some(answer);
         }
         if let Some(s) = batch.stats {
             self.rates.observe(&s, &self.connections);

@@ -256,7 +256,7 @@ impl fmt::Display for ScenarioError {
 impl std::error::Error for ScenarioError {}
 
 /// RON as scenario files use it: `Option` values written bare.
-fn ron_options() -> ron::Options {
+pub fn ron_options() -> ron::Options {
     ron::Options::default().with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME)
 }
 

@@ -3,7 +3,8 @@
 //! `ui`, and sends what the panes asked for. It also owns the session
 //! layout: gathering it, applying it, and the files it lives in.
 
-use super::file_dialog::{DialogKind, DialogOutcome, FileDialog};
+use super::file_dialog::{DialogKind, DialogOutcome, FileDialog, FileKind};
+use super::scenario::ScenarioAction;
 use super::server_bar::ServerBar;
 use super::tiles::{self, Behavior, PaneKind, Panes};
 use super::{PaneCtx, Selection};
@@ -200,6 +201,14 @@ impl MuxscopeApp {
             accept_fault: self
                 .pending_accept_fault
                 .unwrap_or_else(|| self.monitor.stats.as_ref().and_then(|s| s.accept_fault)),
+            scenario_pane: self.panes.scenario.clone(),
+            // The file the running scenario came from, if it came from one.
+            scenario: self
+                .monitor
+                .stats
+                .as_ref()
+                .and_then(|s| s.scenario.as_ref())
+                .and(self.panes.scenario.path.clone()),
         }
     }
 
@@ -216,6 +225,7 @@ impl MuxscopeApp {
         self.panes.inspector = layout.inspector;
         self.panes.inject = layout.inject;
         self.panes.faults = layout.faults_form;
+        self.panes.scenario = layout.scenario_pane;
         self.theme = layout.theme;
         self.zoom = layout.zoom;
         self.server_bar.listen_text = layout.listen.clone();
@@ -240,6 +250,100 @@ impl MuxscopeApp {
             self.commands
                 .push(Command::SetAcceptFault(layout.accept_fault));
             self.pending_accept_fault = Some(layout.accept_fault);
+            match &layout.scenario {
+                Some(path) => self.open_scenario(path),
+                None => self.commands.push(Command::SetScenario(None)),
+            }
+        } else if let Some(path) = &layout.scenario {
+            // The engine was started with it; the editor shows its text.
+            self.show_scenario_text(path);
+        }
+    }
+
+    // ---- scenarios -------------------------------------------------------
+
+    /// Read a scenario file into the Scenario pane; its parsed form, or
+    /// `None` after telling the user why not (the file is left as it is).
+    fn show_scenario_text(&mut self, path: &Path) -> Option<crate::scenario::ScenarioFile> {
+        let read = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read: {e}"))
+            .and_then(|text| crate::scenario::parse(&text).map(|file| (text, file)));
+        match read {
+            Ok((text, file)) => {
+                self.panes.scenario.text = text;
+                self.panes.scenario.problem = None;
+                self.panes.scenario.path = Some(path.to_owned());
+                Some(file)
+            }
+            Err(e) => {
+                self.notify(
+                    format!(
+                        "Could not open the scenario {}: {e}. The running scenario was kept, \
+                         and the file was left as it is.",
+                        path.display()
+                    ),
+                    true,
+                );
+                None
+            }
+        }
+    }
+
+    /// Open a scenario file into the Scenario pane and run it.
+    pub fn open_scenario(&mut self, path: &Path) {
+        if let Some(file) = self.show_scenario_text(path) {
+            self.commands
+                .push(Command::SetScenario(Some(Box::new(file))));
+            tiles::show_pane(&mut self.tree, PaneKind::Scenario);
+            self.notify(format!("Running the scenario {}", path.display()), false);
+        }
+    }
+
+    /// Save the Scenario pane's text (only a valid scenario is written).
+    pub fn save_scenario_to(&mut self, path: &Path) {
+        if self.panes.scenario.parsed().is_none() {
+            let why = self.panes.scenario.problem.clone().unwrap_or_default();
+            self.notify(
+                format!("Not saved: the text is not a scenario ({why})"),
+                true,
+            );
+            return;
+        }
+        match layout::write_atomically(path, &self.panes.scenario.text) {
+            Ok(()) => {
+                self.panes.scenario.path = Some(path.to_owned());
+                self.notify(format!("Saved the scenario to {}", path.display()), false);
+            }
+            Err(e) => self.notify(
+                format!("Could not save the scenario to {}: {e}", path.display()),
+                true,
+            ),
+        }
+    }
+
+    fn scenario_dialog(&mut self, kind: DialogKind) {
+        let dir = self
+            .files
+            .layouts_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("."));
+        let suggestion = self.panes.scenario.path.clone();
+        self.dialog = Some(FileDialog::new(
+            kind,
+            FileKind::Scenario,
+            &dir,
+            suggestion.as_deref(),
+        ));
+    }
+
+    fn on_scenario_action(&mut self, action: ScenarioAction) {
+        match action {
+            ScenarioAction::Open => self.scenario_dialog(DialogKind::Open),
+            ScenarioAction::SaveAs => self.scenario_dialog(DialogKind::SaveAs),
+            ScenarioAction::Save => match self.panes.scenario.path.clone() {
+                Some(path) => self.save_scenario_to(&path),
+                None => self.scenario_dialog(DialogKind::SaveAs),
+            },
         }
     }
 
@@ -310,7 +414,12 @@ impl MuxscopeApp {
             .clone()
             .unwrap_or_else(|| PathBuf::from("."));
         if ui.button("Open layout…").clicked() {
-            self.dialog = Some(FileDialog::new(DialogKind::Open, &dir, None));
+            self.dialog = Some(FileDialog::new(
+                DialogKind::Open,
+                FileKind::Layout,
+                &dir,
+                None,
+            ));
             ui.close();
         }
         // Always present (disabled without a file), so the items below
@@ -333,6 +442,7 @@ impl MuxscopeApp {
         if ui.button("Save layout as…").clicked() {
             self.dialog = Some(FileDialog::new(
                 DialogKind::SaveAs,
+                FileKind::Layout,
                 &dir,
                 self.layout_path.as_deref(),
             ));
@@ -371,6 +481,11 @@ impl MuxscopeApp {
                 // keeps its layout in local storage instead.
                 if !cfg!(target_arch = "wasm32") {
                     self.layout_file_items(ui);
+                    ui.separator();
+                    if ui.button("Open scenario…").clicked() {
+                        self.scenario_dialog(DialogKind::Open);
+                        ui.close();
+                    }
                     ui.separator();
                     if ui.button("Quit").clicked() {
                         ui.close();
@@ -503,17 +618,22 @@ impl MuxscopeApp {
             };
             self.tree.ui(&mut behavior, ui);
         });
+        if let Some(action) = self.panes.scenario_action.take() {
+            self.on_scenario_action(action);
+        }
 
         if let Some(dialog) = &mut self.dialog {
             match dialog.ui(&ctx) {
                 DialogOutcome::Pending => {}
                 DialogOutcome::Cancelled => self.dialog = None,
                 DialogOutcome::Chosen(path) => {
-                    let kind = dialog.kind;
+                    let (kind, file) = (dialog.kind, dialog.file);
                     self.dialog = None;
-                    match kind {
-                        DialogKind::Open => self.open_layout(&path),
-                        DialogKind::SaveAs => self.save_layout_to(&path),
+                    match (kind, file) {
+                        (DialogKind::Open, FileKind::Layout) => self.open_layout(&path),
+                        (DialogKind::SaveAs, FileKind::Layout) => self.save_layout_to(&path),
+                        (DialogKind::Open, FileKind::Scenario) => self.open_scenario(&path),
+                        (DialogKind::SaveAs, FileKind::Scenario) => self.save_scenario_to(&path),
                     }
                 }
             }

@@ -1,9 +1,9 @@
-//! An in-app dialog to pick a layout file: a path field plus the layouts
-//! found in the layouts folder. It works the same under any desktop (or
-//! none, as in headless tests), unlike native dialogs that need a portal.
+//! An in-app dialog to pick a layout or scenario file: a path field plus
+//! the files of that kind found in its folder. It works the same under any
+//! desktop (or none, as in headless tests), unlike native dialogs that
+//! need a portal.
 
 use super::labelled;
-use crate::layout::FILE_SUFFIX;
 use egui::RichText;
 use std::path::{Path, PathBuf};
 
@@ -13,9 +13,46 @@ pub enum DialogKind {
     SaveAs,
 }
 
+/// Which kind of file the dialog picks.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    Layout,
+    Scenario,
+}
+
+impl FileKind {
+    pub fn suffix(self) -> &'static str {
+        match self {
+            FileKind::Layout => crate::layout::FILE_SUFFIX,
+            FileKind::Scenario => crate::scenario::FILE_SUFFIX,
+        }
+    }
+
+    fn noun(self) -> &'static str {
+        match self {
+            FileKind::Layout => "layout",
+            FileKind::Scenario => "scenario",
+        }
+    }
+}
+
+/// `name` → `name` + `suffix` unless it already ends so (a bare `.ron`
+/// becomes the full suffix).
+pub fn with_suffix(path: PathBuf, suffix: &str) -> PathBuf {
+    let name = path.to_string_lossy();
+    if name.ends_with(suffix) {
+        path
+    } else if let Some(stem) = name.strip_suffix(".ron") {
+        PathBuf::from(format!("{stem}{suffix}"))
+    } else {
+        PathBuf::from(format!("{name}{suffix}"))
+    }
+}
+
 #[derive(Debug)]
 pub struct FileDialog {
     pub kind: DialogKind,
+    pub file: FileKind,
     pub path_text: String,
     files: Vec<PathBuf>,
 }
@@ -27,14 +64,14 @@ pub enum DialogOutcome {
     Chosen(PathBuf),
 }
 
-/// Layout files directly inside `dir`, newest first.
-pub fn list_layouts(dir: &Path) -> Vec<PathBuf> {
+/// Files ending in `suffix` directly inside `dir`, newest first.
+pub fn list_files(dir: &Path, suffix: &str) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
     let mut files: Vec<(std::time::SystemTime, PathBuf)> = entries
         .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().ends_with(FILE_SUFFIX))
+        .filter(|e| e.file_name().to_string_lossy().ends_with(suffix))
         .map(|e| {
             let modified = e
                 .metadata()
@@ -48,26 +85,32 @@ pub fn list_layouts(dir: &Path) -> Vec<PathBuf> {
 }
 
 impl FileDialog {
-    pub fn new(kind: DialogKind, dir: &Path, suggestion: Option<&Path>) -> Self {
+    pub fn new(kind: DialogKind, file: FileKind, dir: &Path, suggestion: Option<&Path>) -> Self {
         let path_text = match (kind, suggestion) {
             (_, Some(p)) => p.display().to_string(),
-            (DialogKind::SaveAs, None) => dir
-                .join(format!("session{FILE_SUFFIX}"))
-                .display()
-                .to_string(),
+            (DialogKind::SaveAs, None) => {
+                let stem = match file {
+                    FileKind::Layout => "session",
+                    FileKind::Scenario => "server",
+                };
+                dir.join(format!("{stem}{}", file.suffix()))
+                    .display()
+                    .to_string()
+            }
             (DialogKind::Open, None) => format!("{}/", dir.display()),
         };
         FileDialog {
             kind,
+            file,
             path_text,
-            files: list_layouts(dir),
+            files: list_files(dir, file.suffix()),
         }
     }
 
     pub fn ui(&mut self, ctx: &egui::Context) -> DialogOutcome {
         let title = match self.kind {
-            DialogKind::Open => "Open layout",
-            DialogKind::SaveAs => "Save layout as",
+            DialogKind::Open => format!("Open {}", self.file.noun()),
+            DialogKind::SaveAs => format!("Save {} as", self.file.noun()),
         };
         let mut outcome = DialogOutcome::Pending;
         egui::Window::new(title)
@@ -85,7 +128,7 @@ impl FileDialog {
                 let enter = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
                 let path = PathBuf::from(self.path_text.trim());
                 let target = match self.kind {
-                    DialogKind::SaveAs => crate::layout::with_suffix(path.clone()),
+                    DialogKind::SaveAs => with_suffix(path.clone(), self.file.suffix()),
                     DialogKind::Open => path.clone(),
                 };
                 let exists = target.is_file();
@@ -113,7 +156,7 @@ impl FileDialog {
                 }
                 if !self.files.is_empty() {
                     ui.separator();
-                    ui.label(RichText::new("Layouts in the layouts folder").weak());
+                    ui.label(RichText::new(format!("{}s in this folder", self.file.noun())).weak());
                     egui::ScrollArea::vertical()
                         .max_height(180.0)
                         .show(ui, |ui| {
@@ -150,5 +193,32 @@ impl FileDialog {
                 });
             });
         outcome
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suffix_is_added_once() {
+        let layout = FileKind::Layout.suffix();
+        assert_eq!(
+            with_suffix("a".into(), layout),
+            PathBuf::from("a.muxscope.ron")
+        );
+        assert_eq!(
+            with_suffix("a.ron".into(), layout),
+            PathBuf::from("a.muxscope.ron")
+        );
+        assert_eq!(
+            with_suffix("a.muxscope.ron".into(), layout),
+            PathBuf::from("a.muxscope.ron")
+        );
+        let scenario = FileKind::Scenario.suffix();
+        assert_eq!(
+            with_suffix("s.ron".into(), scenario),
+            PathBuf::from("s.muxscope-scenario.ron")
+        );
     }
 }

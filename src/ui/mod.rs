@@ -10,6 +10,7 @@ pub mod file_dialog;
 pub mod inject;
 pub mod inspector;
 pub mod plot;
+pub mod scenario;
 pub mod selection;
 pub mod server_bar;
 pub mod tiles;

@@ -8,6 +8,7 @@ use super::faults::FaultsPane;
 use super::inject::InjectPane;
 use super::inspector::InspectorPane;
 use super::plot::PlotPane;
+use super::scenario::{ScenarioAction, ScenarioPane};
 use egui_tiles::{SimplificationOptions, TileId, Tiles, Tree, UiResponse};
 use serde::{Deserialize, Serialize};
 
@@ -19,16 +20,18 @@ pub enum PaneKind {
     Inject,
     Plot,
     Faults,
+    Scenario,
 }
 
 impl PaneKind {
-    pub const ALL: [PaneKind; 6] = [
+    pub const ALL: [PaneKind; 7] = [
         PaneKind::Connections,
         PaneKind::Inspector,
         PaneKind::Events,
         PaneKind::Inject,
         PaneKind::Plot,
         PaneKind::Faults,
+        PaneKind::Scenario,
     ];
 
     pub fn title(self) -> &'static str {
@@ -39,6 +42,7 @@ impl PaneKind {
             PaneKind::Inject => "Inject",
             PaneKind::Plot => "Throughput",
             PaneKind::Faults => "Faults",
+            PaneKind::Scenario => "Scenario",
         }
     }
 }
@@ -53,8 +57,9 @@ pub fn default_tree() -> Tree<PaneKind> {
     let inject = tiles.insert_pane(PaneKind::Inject);
     let plot = tiles.insert_pane(PaneKind::Plot);
     let faults = tiles.insert_pane(PaneKind::Faults);
+    let scenario = tiles.insert_pane(PaneKind::Scenario);
     let left = tiles.insert_vertical_tile(vec![conns, events]);
-    let bottom_right = tiles.insert_tab_tile(vec![inject, plot, faults]);
+    let bottom_right = tiles.insert_tab_tile(vec![inject, plot, faults, scenario]);
     let right = tiles.insert_vertical_tile(vec![inspector, bottom_right]);
     let root = tiles.insert_horizontal_tile(vec![left, right]);
     if let Some(egui_tiles::Tile::Container(egui_tiles::Container::Linear(linear))) =
@@ -83,6 +88,9 @@ pub struct Panes {
     pub inject: InjectPane,
     pub plot: PlotPane,
     pub faults: FaultsPane,
+    pub scenario: ScenarioPane,
+    /// What the Scenario pane asked of the app this frame.
+    pub scenario_action: Option<ScenarioAction>,
 }
 
 pub struct Behavior<'a, 'b> {
@@ -105,6 +113,11 @@ impl egui_tiles::Behavior<PaneKind> for Behavior<'_, '_> {
                 PaneKind::Inject => self.panes.inject.ui(ui, &mut self.ctx),
                 PaneKind::Plot => self.panes.plot.ui(ui, &mut self.ctx),
                 PaneKind::Faults => self.panes.faults.ui(ui, &mut self.ctx),
+                PaneKind::Scenario => {
+                    if let Some(action) = self.panes.scenario.ui(ui, &mut self.ctx) {
+                        self.panes.scenario_action = Some(action);
+                    }
+                }
             });
         UiResponse::None
     }

@@ -61,6 +61,8 @@ pub struct Model {
     pub monitor: Option<Monitor>,
     /// The batch channel disconnected: the engine thread has ended.
     pub engine_gone: bool,
+    /// Answers to `TryScenario`, in arrival order.
+    pub tries: Vec<Result<muxscope::scenario::TryReport, String>>,
 }
 
 impl Model {
@@ -137,6 +139,7 @@ impl Model {
         for d in batch.details {
             self.details.insert(d.counters.id, d);
         }
+        self.tries.extend(batch.tries);
     }
 
     /// The latest connection accepted from `peer`.
