@@ -312,8 +312,9 @@ pub enum EventKind {
         rule: u16,
         sent: u32,
     },
-    /// The connection's bytes broke the scenario's framing; its messages
-    /// are no longer matched, and what it sends gets the fallback.
+    /// The scenario's framing failed: the connection's bytes broke it (its
+    /// messages are no longer matched, and what it sends gets the
+    /// fallback), or a rule's reply could not be framed (and was not sent).
     FramingError {
         why: String,
     },

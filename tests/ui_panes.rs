@@ -965,3 +965,71 @@ fn faults_pane_sets_and_lifts_faults() {
     click_through(&mut h, &["Lift from selected"]);
     assert_eq!(read_n(&mut a, 4), b"held", "lifting sends what was held");
 }
+
+#[test]
+fn scenario_pane_loads_an_example_runs_it_and_tries_a_rule() {
+    let (mut h, addr) = start();
+    click_through(&mut h, &["Scenario", "Examples", "line protocol"]);
+    assert!(
+        h.state().panes.scenario.text.contains("+OK muxscope ready"),
+        "the example is in the editor"
+    );
+    click_through(&mut h, &["Run"]);
+    wait_for(&mut h, "the engine to run the scenario", |h| {
+        let s = h.state().monitor.stats.as_ref()?.scenario.as_ref()?;
+        (s.file.rules.len() == 6).then_some(())
+    });
+    // A real client meets it.
+    let mut a = connect(addr);
+    assert_eq!(read_n(&mut a, 20), b"+OK muxscope ready\r\n");
+    a.write_all(b"PING\n").unwrap();
+    assert_eq!(read_n(&mut a, 7), b"+PONG\r\n");
+    // The rules table counts the firing.
+    wait_for(&mut h, "rule 2's count in the table", |h| {
+        h.query_all_by_label_contains("1× (last").next().map(|_| ())
+    });
+    // The try-out asks the engine, with no client involved.
+    type_into(&mut h, "Try input", r"PING\nQUIT\n");
+    click(&mut h, "Try");
+    wait_for(&mut h, "the try-out's answer", |h| {
+        h.query_by_label_contains("fires rule 2 and sends \"+PONG")
+            .map(|_| ())
+    });
+    assert!(
+        h.query_by_label_contains("fires rule 4 and sends \"+BYE\\r\\n\", then Close")
+            .is_some(),
+        "QUIT's line says what it sends and that it closes"
+    );
+    // Stop lifts it: plain echo again.
+    click_through(&mut h, &["Stop scenario"]);
+    wait_for(&mut h, "the scenario lifted", |h| {
+        h.state()
+            .monitor
+            .stats
+            .as_ref()
+            .filter(|s| s.scenario.is_none())
+            .map(|_| ())
+    });
+    round_trip(&mut a, b"PING\n");
+}
+
+#[test]
+fn a_scenario_given_on_the_command_line_runs_from_the_first_client() {
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/length-prefixed.muxscope-scenario.ron"
+    );
+    let (mut h, addr) = start_with(&["--scenario", example]);
+    let mut a = connect(addr);
+    a.write_all(&[0x00, 0x01, 0x01]).unwrap();
+    assert_eq!(read_n(&mut a, 4), [0x00, 0x02, 0x81, 0x00]);
+    let status = wait_for(&mut h, "the scenario in the stats", |h| {
+        h.state().monitor.stats.as_ref()?.scenario.clone()
+    });
+    assert_eq!(status.file.faults, ["slice=1@2ms"]);
+    assert_eq!(
+        h.state().panes.scenario.path.as_deref(),
+        Some(std::path::Path::new(example)),
+        "the pane edits the file that runs"
+    );
+}

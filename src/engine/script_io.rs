@@ -376,6 +376,14 @@ impl Sink<'_> {
         let rules = self.scenario.rule_count();
         RuleTally::record(&mut self.script.tallies, firing.rule, rules, self.now);
         RuleTally::record(self.tallies, firing.rule, rules, self.now);
+        if let Some(e) = &firing.reply_error {
+            self.event(EventKind::FramingError {
+                why: format!(
+                    "rule {}'s reply was not sent: {e}",
+                    rule_number(firing.rule)
+                ),
+            });
+        }
         self.event(EventKind::RuleFired {
             rule: rule_number(firing.rule),
             sent: firing.reply.as_ref().map_or(0, |r| r.len() as u32),

@@ -4,6 +4,7 @@
 
 pub mod connections;
 pub mod event_log;
+pub mod messages;
 pub mod rates;
 pub mod transcript;
 

@@ -4,9 +4,14 @@
 use super::{PaneCtx, engine_time, labelled};
 use crate::format;
 use crate::monitor::connections::state_label_at;
+use crate::monitor::messages::{MessageState, frame_transcript};
 use crate::monitor::transcript::{self, CopyFormat, Directions, Match};
 use crate::payload;
-use crate::protocol::{Command, ConnCounters, ConnDetail, ConnId, ConnState, Direction};
+use crate::protocol::{
+    Command, ConnCounters, ConnDetail, ConnId, ConnState, Direction, ScriptDetail,
+};
+use crate::scenario::Framing;
+use crate::scenario::framing::DEFAULT_MAX_MESSAGE;
 use egui::text::{CCursor, LayoutJob};
 use egui::{Color32, FontId, RichText, Sense, TextFormat, Ui};
 use serde::{Deserialize, Serialize};
@@ -25,6 +30,9 @@ pub enum TranscriptView {
     /// Valid UTF-8 decoded, with whatever could mislead made visible.
     Utf8,
     Hex,
+    /// Cut into messages by the running scenario's framing (lines when
+    /// none runs), each with its time; an incomplete one is pending.
+    Messages,
 }
 
 /// The queue list's height unless the user dragged its handle.
@@ -216,6 +224,11 @@ impl InspectorPane {
                 );
             });
         }
+        if let Some(script) = &detail.script {
+            script_summary(ui, script, now);
+        }
+        let scenario = ctx.monitor.stats.as_ref().and_then(|s| s.scenario.as_ref());
+        let framing = scenario.map_or(Framing::Lines, |s| s.file.framing.clone());
         let snapshot = ctx.monitor.details_received();
         let queue_title = format!("Queue: {} pending message(s)", detail.queue.len());
         egui::CollapsingHeader::new(queue_title)
@@ -241,6 +254,16 @@ impl InspectorPane {
                  characters shown as \\u{…}",
                 );
             ui.selectable_value(&mut self.view, TranscriptView::Hex, "Hex");
+            ui.selectable_value(&mut self.view, TranscriptView::Messages, "Messages")
+                .on_hover_text(format!(
+                    "Cut into messages by the framing {} ({:?}); a read is not a message",
+                    if scenario.is_some() {
+                        "of the running scenario"
+                    } else {
+                        "of lines, as no scenario runs"
+                    },
+                    framing
+                ));
             ui.label(
                 RichText::new("← received")
                     .monospace()
@@ -280,7 +303,10 @@ impl InspectorPane {
             s.current,
         );
         if self.rendered.0.as_ref().is_none_or(|r| r.key != key) {
-            let (job, current_at) = transcript_job(ui, detail, self.view, &matches, s.current);
+            let (job, current_at) = match self.view {
+                TranscriptView::Messages => (messages_job(ui, detail, &framing), None),
+                view => transcript_job(ui, detail, view, &matches, s.current),
+            };
             self.rendered.0 = Some(Rendered {
                 key,
                 job,
@@ -302,8 +328,8 @@ impl InspectorPane {
                 // A hex dump's columns only line up unwrapped; text wraps
                 // to fit.
                 let width = match view {
-                    TranscriptView::Text | TranscriptView::Utf8 => ui.available_width(),
                     TranscriptView::Hex => f32::INFINITY,
+                    _ => ui.available_width(),
                 };
                 let galley = match &rendered.galley {
                     Some((w, galley)) if *w == width => galley.clone(),
@@ -610,7 +636,7 @@ fn transcript_job(
         };
         let mark_of = |i: usize| marks.as_ref().map_or(0, |m| m[i]);
         match view {
-            TranscriptView::Text | TranscriptView::Utf8 => {
+            TranscriptView::Text | TranscriptView::Utf8 | TranscriptView::Messages => {
                 let render = if view == TranscriptView::Text {
                     payload::to_escaped_text
                 } else {
@@ -639,4 +665,85 @@ fn transcript_job(
         job.append("(no bytes yet)", 0.0, TextFormat::simple(mono, weak));
     }
     (job, current_at)
+}
+
+/// What the scenario did on this connection: each rule's count here, the
+/// incomplete message, replies waiting, a framing error.
+fn script_summary(ui: &mut Ui, script: &ScriptDetail, now: u64) {
+    ui.horizontal_wrapped(|ui| {
+        ui.label("Scenario here:");
+        let fired: Vec<String> = script
+            .fired
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.fired > 0)
+            .map(|(i, t)| format!("rule {} {}", i + 1, super::scenario::tally_text(*t, now)))
+            .collect();
+        if fired.is_empty() {
+            ui.label(RichText::new("no rule fired yet").weak());
+        } else {
+            ui.label(RichText::new(fired.join(" · ")).monospace());
+        }
+        if script.deferred > 0 {
+            ui.label(format!(
+                "{} repl(ies) waiting for their delay",
+                script.deferred
+            ));
+        }
+        if script.pending_len > 0 {
+            ui.label(
+                RichText::new(format!(
+                    "incomplete message {}: {}",
+                    format::bytes(script.pending_len),
+                    payload::preview(&script.pending, 40)
+                ))
+                .weak(),
+            );
+        }
+        if let Some(why) = &script.framing_error {
+            ui.label(RichText::new(format!("framing failed: {why}")).color(super::error_color(ui)));
+        }
+    });
+}
+
+/// The transcript as framed messages, one block each: time, direction,
+/// size and state, then the bytes as the text view shows them.
+fn messages_job(ui: &Ui, detail: &ConnDetail, framing: &Framing) -> LayoutJob {
+    let mono = FontId::monospace(12.0);
+    let weak = ui.visuals().weak_text_color();
+    let mut job = LayoutJob::default();
+    let messages = frame_transcript(&detail.transcript, framing, DEFAULT_MAX_MESSAGE);
+    if detail.transcript_dropped_rx + detail.transcript_dropped_tx > 0 {
+        job.append(
+            "(older bytes were not kept: the first message may be cut)\n",
+            0.0,
+            TextFormat::simple(mono.clone(), weak),
+        );
+    }
+    for m in &messages {
+        let (arrow, color) = match m.dir {
+            Direction::Rx => ("←", super::rx_color(ui)),
+            Direction::Tx => ("→", super::tx_color(ui)),
+        };
+        let state = match &m.state {
+            MessageState::Complete => String::new(),
+            MessageState::Pending => " · pending: incomplete".to_owned(),
+            MessageState::Unframed(why) if why.is_empty() => " · unframed".to_owned(),
+            MessageState::Unframed(why) => format!(" · framing failed: {why}"),
+        };
+        job.append(
+            &format!("{} {arrow} {} B{state}\n", engine_time(m.at), m.raw.len()),
+            0.0,
+            TextFormat::simple(mono.clone(), weak),
+        );
+        let mut text = payload::to_escaped_text(&m.raw);
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        job.append(&text, 0.0, TextFormat::simple(mono.clone(), color));
+    }
+    if messages.is_empty() {
+        job.append("(no bytes yet)", 0.0, TextFormat::simple(mono, weak));
+    }
+    job
 }

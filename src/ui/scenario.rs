@@ -130,22 +130,28 @@ impl ScenarioPane {
                 ctx.commands
                     .push(Command::SetScenario(Some(Box::new(file))));
             }
-            let stop = ui.add_enabled(status.is_some(), egui::Button::new("Stop"));
+            let stop = ui.add_enabled(status.is_some(), egui::Button::new("Stop scenario"));
             if stop.on_hover_text("Back to the plain mode").clicked() {
                 ctx.commands.push(Command::SetScenario(None));
             }
             ui.toggle_value(&mut self.editing, "Edit");
         });
-        if let Some(s) = &status {
-            ui.separator();
-            rules_table(ui, s, now);
-        }
-        if self.editing {
-            ui.separator();
-            self.editor(ui);
-        }
+        // The try-out before the long parts, so it stays in view.
         ui.separator();
         self.try_out(ui, ctx);
+        egui::ScrollArea::vertical()
+            .id_salt("scenario-pane")
+            .auto_shrink([false, true])
+            .show(ui, |ui| {
+                if let Some(s) = &status {
+                    ui.separator();
+                    rules_table(ui, s, now);
+                }
+                if self.editing {
+                    ui.separator();
+                    self.editor(ui);
+                }
+            });
         action
     }
 
@@ -327,7 +333,7 @@ fn try_report(ui: &mut Ui, report: &TryReport) {
         let trigger = match &step.trigger {
             TryTrigger::Connect => "connect".to_owned(),
             TryTrigger::Message { body, .. } => {
-                format!("message {}", payload::preview(body, 40))
+                format!("message \"{}\"", payload::preview(body, 40))
             }
         };
         let outcome = match step.outcome {
@@ -343,7 +349,7 @@ fn try_report(ui: &mut Ui, report: &TryReport) {
             );
         }
         if let Some(reply) = &step.reply {
-            line += &format!(" and sends {}", payload::preview(reply, 60));
+            line += &format!(" and sends \"{}\"", payload::preview(reply, 60));
         }
         if let Some(then) = &step.then {
             line += &format!(", then {then}");
@@ -356,7 +362,7 @@ fn try_report(ui: &mut Ui, report: &TryReport) {
     if !report.pending.is_empty() {
         ui.label(
             RichText::new(format!(
-                "incomplete message left: {}",
+                "incomplete message left: \"{}\"",
                 payload::preview(&report.pending, 60)
             ))
             .weak(),
