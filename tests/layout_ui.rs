@@ -154,3 +154,74 @@ fn opening_a_broken_layout_shows_why_and_changes_nothing() {
     assert_eq!(h.state().layout(), before);
     assert_eq!(std::fs::read(&bad).unwrap(), contents);
 }
+
+/// Step until the engine runs a scenario with `rules` rules (0: none).
+fn wait_for_scenario(h: &mut Harness<'static, MuxscopeApp>, rules: usize) {
+    step_until(h, &format!("a scenario with {rules} rules"), |a| {
+        let running = a.monitor.stats.as_ref().and_then(|s| s.scenario.as_ref());
+        running.map_or(0, |s| s.file.rules.len()) == rules
+    });
+}
+
+#[test]
+fn a_layout_remembers_the_scenario_it_ran_and_runs_it_again() {
+    let dir = TempDir::new("layout-scenario");
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/line-protocol.muxscope-scenario.ron"
+    );
+    let scenario = dir.join("lp.muxscope-scenario.ron");
+    std::fs::copy(example, &scenario).unwrap();
+    let before = std::fs::read(&scenario).unwrap();
+    let mut h = app_with_layouts_dir(dir.to_path_buf());
+    step_until(&mut h, "engine stats", |a| a.monitor.stats.is_some());
+
+    click_through(
+        &mut h,
+        &["File", "Open scenario…", "lp.muxscope-scenario.ron", "Open"],
+    );
+    wait_for_scenario(&mut h, 6);
+    click_through(&mut h, &["File", "Save layout as…", "Save"]);
+    let saved = dir.join("session.muxscope.ron");
+    let on_disk = layout::load(&saved).expect("the menu wrote a readable layout");
+    assert_eq!(on_disk.scenario.as_deref(), Some(scenario.as_path()));
+
+    click_through(&mut h, &["Stop scenario"]);
+    wait_for_scenario(&mut h, 0);
+    click_through(
+        &mut h,
+        &["File", "Open layout…", "session.muxscope.ron", "Open"],
+    );
+    wait_for_scenario(&mut h, 6);
+
+    // A broken scenario file is reported, the running one stays, and the
+    // file is left as it is.
+    let broken = dir.join("broken.muxscope-scenario.ron");
+    std::fs::write(&broken, "(version: 1, rules: [(on: Nope)])").unwrap();
+    click_through(
+        &mut h,
+        &[
+            "File",
+            "Open scenario…",
+            "broken.muxscope-scenario.ron",
+            "Open",
+        ],
+    );
+    let notice = h
+        .state()
+        .notices
+        .last()
+        .map(|n| n.text.clone())
+        .unwrap_or_default();
+    assert!(
+        notice.contains("broken.muxscope-scenario.ron") && notice.contains("line 1"),
+        "{notice}"
+    );
+    h.run_steps(5);
+    wait_for_scenario(&mut h, 6);
+    assert_eq!(
+        std::fs::read_to_string(&broken).unwrap(),
+        "(version: 1, rules: [(on: Nope)])"
+    );
+    assert_eq!(std::fs::read(&scenario).unwrap(), before, "never rewritten");
+}

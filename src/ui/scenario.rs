@@ -102,11 +102,11 @@ impl ScenarioPane {
                 if ui.button("Open…").clicked() {
                     action = Some(ScenarioAction::Open);
                 }
-                let save = ui.add_enabled(self.path.is_some(), egui::Button::new("Save"));
+                let save = ui.add_enabled(self.path.is_some(), egui::Button::new("Save file"));
                 if save.clicked() {
                     action = Some(ScenarioAction::Save);
                 }
-                if ui.button("Save as…").clicked() {
+                if ui.button("Save file as…").clicked() {
                     action = Some(ScenarioAction::SaveAs);
                 }
             }
