@@ -288,8 +288,18 @@ fn bare_loop(mut listener: TcpListener) -> io::Result<()> {
     let mut events = Events::with_capacity(1024);
     let mut conns: Slab<BareConn> = Slab::new();
     let mut buf = vec![0u8; READ_BUF];
+    // Diagnostic: echoes held this long (a constant delay, so a FIFO is in
+    // time order), to measure what delaying replies costs any server.
+    let delay = std::env::var("MUXSCOPE_BENCH_BARE_DELAY_MS")
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+        .map(Duration::from_millis);
+    let mut held: VecDeque<(Instant, usize, Vec<u8>)> = VecDeque::new();
     loop {
-        if let Err(e) = poll.poll(&mut events, None) {
+        let timeout = held
+            .front()
+            .map(|(due, ..)| due.saturating_duration_since(Instant::now()));
+        if let Err(e) = poll.poll(&mut events, timeout) {
             if e.kind() == io::ErrorKind::Interrupted {
                 continue;
             }
@@ -323,11 +333,45 @@ fn bare_loop(mut listener: TcpListener) -> io::Result<()> {
             let Some(conn) = conns.get_mut(key) else {
                 continue;
             };
-            let keep = bare_serve(conn, &mut buf, &poll, event.token()).unwrap_or(false);
+            let keep = match delay {
+                Some(d) => bare_hold(conn, &mut buf, key, d, &mut held).unwrap_or(false),
+                None => bare_serve(conn, &mut buf, &poll, event.token()).unwrap_or(false),
+            };
             if !keep {
                 let mut conn = conns.remove(key);
                 let _ = poll.registry().deregister(&mut conn.stream);
             }
+        }
+        let now = Instant::now();
+        while held.front().is_some_and(|(due, ..)| *due <= now) {
+            let Some((_, key, bytes)) = held.pop_front() else {
+                break;
+            };
+            // 64-byte echoes to a reading client: a short write would be a
+            // broken measurement, not something to recover from.
+            if let Some(conn) = conns.get_mut(key) {
+                let _ = conn.stream.write(&bytes);
+            }
+        }
+    }
+}
+
+/// Read until `WouldBlock`, holding each read's echo in `held` until
+/// `delay` passed. Returns whether the connection stays open.
+fn bare_hold(
+    conn: &mut BareConn,
+    buf: &mut [u8],
+    key: usize,
+    delay: Duration,
+    held: &mut VecDeque<(Instant, usize, Vec<u8>)>,
+) -> io::Result<bool> {
+    loop {
+        match conn.stream.read(buf) {
+            Ok(0) => return Ok(false),
+            Ok(n) => held.push_back((Instant::now() + delay, key, buf[..n].to_vec())),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
     }
 }
