@@ -27,7 +27,7 @@ pub const EXAMPLES: [(&str, &str); 2] = [
 ];
 
 /// What the user arranged in this pane; saved in session layouts.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ScenarioPane {
     /// The file the text came from, and where Save writes it.
@@ -43,6 +43,20 @@ pub struct ScenarioPane {
     pub try_format: InputFormat,
     /// Whether the editor is open.
     pub editing: bool,
+}
+
+impl Default for ScenarioPane {
+    fn default() -> Self {
+        ScenarioPane {
+            path: None,
+            text: String::new(),
+            problem: None,
+            try_input: String::new(),
+            // Typed input needs its line ends spelled out.
+            try_format: InputFormat::Escaped,
+            editing: false,
+        }
+    }
 }
 
 /// What the pane asks of the app (files are the app's business).
@@ -81,7 +95,7 @@ impl ScenarioPane {
             Some(s) => {
                 ui.horizontal_wrapped(|ui| {
                     ui.label("Running:");
-                    ui.label(RichText::new(name_of(&s.file)).strong());
+                    ui.label(RichText::new(self.name_of(&s.file)).strong());
                     ui.label(
                         RichText::new(format!(
                             "{} rules · framing {} · otherwise {:?}",
@@ -234,8 +248,26 @@ impl ScenarioPane {
     }
 }
 
-fn name_of(file: &ScenarioFile) -> String {
-    file.name.clone().unwrap_or_else(|| "unnamed".to_owned())
+impl ScenarioPane {
+    /// The scenario's name, else its file's, else "unnamed".
+    fn name_of(&self, file: &ScenarioFile) -> String {
+        let from_path = || {
+            let name = self
+                .path
+                .as_ref()?
+                .file_name()?
+                .to_string_lossy()
+                .into_owned();
+            Some(
+                name.strip_suffix(scenario::FILE_SUFFIX)
+                    .map_or(name.clone(), str::to_owned),
+            )
+        };
+        file.name
+            .clone()
+            .or_else(from_path)
+            .unwrap_or_else(|| "unnamed".to_owned())
+    }
 }
 
 fn framing_text(file: &ScenarioFile) -> String {
@@ -250,16 +282,16 @@ fn rules_table(ui: &mut Ui, status: &ScenarioStatus, now: Micros) {
         .num_columns(4)
         .show(ui, |ui| {
             ui.label(RichText::new("#").strong());
+            ui.label(RichText::new("fired").strong());
             ui.label(RichText::new("on").strong());
             ui.label(RichText::new("does").strong());
-            ui.label(RichText::new("fired").strong());
             ui.end_row();
             for (i, rule) in status.file.rules.iter().enumerate() {
                 let tally = status.fired.get(i).copied().unwrap_or_default();
                 ui.label(format!("{}", i + 1));
+                ui.label(tally_text(tally, now));
                 ui.label(RichText::new(trigger_text(&rule.on)).monospace());
                 ui.label(RichText::new(action_text(rule)).monospace());
-                ui.label(tally_text(tally, now));
                 ui.end_row();
             }
         });
