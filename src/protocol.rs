@@ -623,6 +623,10 @@ impl RuleTally {
 /// The scenario's state on one connection, for the inspector.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScriptDetail {
+    /// The scenario it runs (the one everyone runs, or its own).
+    pub name: String,
+    /// It runs a scenario of its own, not the one new connections get.
+    pub own: bool,
     /// One per rule, in order: on this connection.
     pub fired: Vec<RuleTally>,
     /// Bytes of a message not yet complete (at most the first 4 KiB).
@@ -743,6 +747,13 @@ pub enum Command {
     /// Run this scenario on every connection (`None` lifts it). One that
     /// does not compile is refused whole, and the running one stays.
     SetScenario(Option<Box<crate::scenario::ScenarioFile>>),
+    /// Run this scenario on these open connections only (`None`: they stop
+    /// running one and get the mode); the one new connections get stays.
+    /// One that does not compile is refused whole.
+    SetConnScenario {
+        targets: Targets,
+        scenario: Option<Box<crate::scenario::ScenarioFile>>,
+    },
     /// Say what `input` would do under `scenario` (the running one is not
     /// touched), answered in a later batch's `tries`.
     TryScenario {

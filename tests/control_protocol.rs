@@ -245,6 +245,8 @@ fn full_batch() -> Batch {
             transcript_dropped_rx: 100,
             transcript_dropped_tx: 0,
             script: Some(ScriptDetail {
+                name: "reference".into(),
+                own: true,
                 fired: vec![RuleTally {
                     fired: 1,
                     last_at: Some(5),
@@ -303,6 +305,14 @@ fn all_commands() -> Vec<Command> {
         Command::SetAcceptFault(Some(AcceptFault::Stall)),
         Command::SetScenario(None),
         Command::SetScenario(Some(Box::new(reference_scenario()))),
+        Command::SetConnScenario {
+            targets: Targets::Conns(vec![ConnId(2)]),
+            scenario: Some(Box::new(reference_scenario())),
+        },
+        Command::SetConnScenario {
+            targets: Targets::All,
+            scenario: None,
+        },
         Command::TryScenario {
             scenario: Box::new(reference_scenario()),
             input: (0..=255).collect(),

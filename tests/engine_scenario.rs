@@ -406,3 +406,34 @@ fn try_scenario_reports_what_input_would_do_without_a_client() {
         ]
     );
 }
+
+#[test]
+fn a_scenario_can_run_on_chosen_connections_only() {
+    let h = Harness::start(EngineConfig::default());
+    let (mut a, a_id) = h.connect();
+    let (mut b, _) = h.connect();
+    h.send(Command::SetConnScenario {
+        targets: muxscope::protocol::Targets::one(a_id),
+        scenario: Some(Box::new(example("line-protocol.muxscope-scenario.ron"))),
+    });
+    // Commands apply in order: the inspection sees the script.
+    assert!(h.inspect(a_id).script.is_some());
+    // Only `a` runs it (no greeting: it connected before), `b` echoes.
+    a.write_all(b"PING\n").unwrap();
+    expect(&mut a, b"+PONG\r\n", "the chosen connection");
+    assert_echo(&mut b, b"PING\n");
+    // New connections get the engine's (none): plain echo.
+    let (mut c, _) = h.connect();
+    assert_echo(&mut c, b"PING\n");
+    let detail = h.inspect(a_id);
+    let script = detail.script.expect("a runs a script");
+    assert!(script.own, "its own scenario, not the shared one");
+    assert_eq!(script.fired[1].fired, 1);
+    // And it can be taken away again.
+    h.send(Command::SetConnScenario {
+        targets: muxscope::protocol::Targets::one(a_id),
+        scenario: None,
+    });
+    assert!(h.inspect(a_id).script.is_none(), "taken away");
+    assert_echo(&mut a, b"PING\n");
+}

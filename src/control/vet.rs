@@ -30,8 +30,15 @@ pub enum Refusal {
 pub fn vet(cmd: &Command, has_token: bool) -> Result<(), Refusal> {
     match cmd {
         Command::Listen { addr } => vet_listen(addr, has_token),
+        Command::SetConnScenario {
+            scenario: Some(file),
+            ..
+        } if file.rules.len() > MAX_RULES => Err(Refusal::Abuse(format!(
+            "a scenario may have at most {MAX_RULES} rules"
+        ))),
         Command::Kick { targets, .. }
         | Command::Inject { targets, .. }
+        | Command::SetConnScenario { targets, .. }
         | Command::SetReadPaused { targets, .. }
         | Command::SetFaults {
             scope: crate::protocol::FaultScope::Conns(targets),

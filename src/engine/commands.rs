@@ -86,13 +86,16 @@ impl EventLoop {
             }
             Command::Inspect { conn } => {
                 if let Some((_, c)) = self.conns.iter().find(|(_, c)| c.id == conn) {
-                    let detail = c.detail();
+                    let detail = c.detail(self.scenario.as_ref());
                     self.publisher.detail(detail);
                 }
             }
             Command::SetFaults { scope, faults } => self.set_faults(scope, *faults),
             Command::SetAcceptFault(fault) => self.set_accept_fault(fault),
             Command::SetScenario(file) => self.set_scenario(file.map(|f| *f)),
+            Command::SetConnScenario { targets, scenario } => {
+                self.set_conn_scenario(&targets, scenario.map(|f| *f));
+            }
             Command::TryScenario { scenario, input } => self.try_scenario(&scenario, &input),
         }
     }

@@ -104,8 +104,8 @@ pub struct Io<'a> {
     /// Whether this step's last write stopped on `WouldBlock` (`None`: no
     /// write was tried).
     pub write_blocked: Option<bool>,
-    /// The scenario running, if any.
-    pub scenario: Option<&'a crate::scenario::Scenario>,
+    /// The scenario new connections run, if any.
+    pub scenario: Option<&'a std::sync::Arc<crate::scenario::Scenario>>,
     /// How often each of its rules fired, over all connections.
     pub rule_tallies: &'a mut Vec<crate::protocol::RuleTally>,
 }
@@ -665,10 +665,8 @@ impl Io<'_> {
         if matches!(conn.phase, Phase::Closing { .. }) {
             return Ok(());
         }
-        if let Some(scenario) = self.scenario
-            && conn.script.is_some()
-        {
-            return self.script_read(conn, scenario, n);
+        if conn.script.is_some() {
+            return self.script_read(conn, n);
         }
         if self.mode != Mode::Echo {
             return Ok(());

@@ -13,8 +13,10 @@ use super::transcript::Transcript;
 use crate::protocol::{
     ConnCounters, ConnDetail, ConnId, ConnState, EventCounts, FaultStatus, Micros,
 };
+use crate::scenario::Scenario;
 use mio::net::TcpStream;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 /// Where a live connection is in its life (`ConnState` without `Closed`,
 /// which only the final counters carry).
@@ -131,7 +133,8 @@ impl Connection {
         }))
     }
 
-    pub fn detail(&self) -> ConnDetail {
+    /// For the inspector; `shared` is the scenario new connections run.
+    pub fn detail(&self, shared: Option<&Arc<Scenario>>) -> ConnDetail {
         let (transcript_dropped_rx, transcript_dropped_tx) = self.transcript.dropped();
         ConnDetail {
             counters: self.counters(),
@@ -144,7 +147,10 @@ impl Connection {
                 .as_ref()
                 .map(|s| s.faults.clone())
                 .unwrap_or_default(),
-            script: self.script.as_ref().map(|s| s.detail()),
+            script: self.script.as_ref().map(|s| {
+                let own = shared.is_none_or(|shared| !Arc::ptr_eq(shared, &s.scenario));
+                s.detail(own)
+            }),
         }
     }
 }

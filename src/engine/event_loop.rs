@@ -248,7 +248,7 @@ impl EventLoop {
             budget_spent: false,
             scratch: &mut self.scratch,
             write_blocked: None,
-            scenario: self.scenario.as_deref(),
+            scenario: self.scenario.as_ref(),
             rule_tallies: &mut self.rule_tallies,
         };
         let outcome = step(&mut io, conn);

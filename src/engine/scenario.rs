@@ -39,7 +39,7 @@ impl EventLoop {
         self.stats.force();
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
-            self.with_conn(key, |io, conn| io.script_replaced(conn));
+            self.with_conn(key, |io, conn| io.run_script(conn, scenario.as_ref()));
         }
         let Some(scenario) = scenario else {
             return;
@@ -52,6 +52,28 @@ impl EventLoop {
         if its_faults && !faults.is_none() {
             self.set_faults(FaultScope::New, faults.clone());
             self.set_faults(FaultScope::Conns(Targets::All), faults.clone());
+        }
+    }
+
+    /// Run `file` on these connections alone (`None`: on none of them);
+    /// the scenario new connections get stays. Its faults, if it has any,
+    /// act on them too.
+    pub(super) fn set_conn_scenario(&mut self, targets: &Targets, file: Option<ScenarioFile>) {
+        let scenario = match file.map(|f| Scenario::compile(&f)) {
+            None => None,
+            Some(Ok(scenario)) => Some(Arc::new(scenario)),
+            Some(Err(why)) => {
+                self.emit(None, EventKind::ScenarioRefused { why });
+                return;
+            }
+        };
+        for (id, key) in self.targets(targets) {
+            self.with_conn_id(id, key, |io, conn| io.run_script(conn, scenario.as_ref()));
+        }
+        if let Some(s) = &scenario
+            && !s.faults().is_none()
+        {
+            self.set_faults(FaultScope::Conns(targets.clone()), s.faults().clone());
         }
     }
 

@@ -11,6 +11,7 @@ use super::rng::Rng;
 use crate::protocol::{Micros, RuleTally, ScriptDetail};
 use crate::scenario::{Firing, Framer, RuleState, Scenario};
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 /// The most of an incomplete message the inspector is shown.
 const PENDING_SHOWN: usize = 4 * 1024;
@@ -31,8 +32,10 @@ pub struct Deferred {
     pub step: Step,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Script {
+    /// What it runs: the engine's scenario, or one set for it alone.
+    pub scenario: Arc<Scenario>,
     pub framer: Framer,
     pub rules: RuleState,
     /// Per rule, on this connection (sized on the first firing).
@@ -58,11 +61,21 @@ pub struct Script {
 }
 
 impl Script {
-    pub fn new(now: Micros, seed: u64) -> Script {
+    pub fn new(scenario: Arc<Scenario>, now: Micros, seed: u64) -> Script {
         Script {
+            scenario,
+            framer: Framer::default(),
+            rules: RuleState::default(),
+            tallies: Vec::new(),
+            deferred: VecDeque::new(),
+            deferred_bytes: 0,
+            framing_error: None,
             quiet_since: now,
+            closing_rule: None,
+            reset_rule: None,
+            reset_poll_at: None,
+            armed: None,
             rng: Rng::new(seed),
-            ..Script::default()
         }
     }
 
@@ -102,7 +115,8 @@ impl Script {
 
     /// When the loop must come back: the next deferred step, or the next
     /// idle rule's moment, whichever is first.
-    pub fn next_wake(&self, scenario: &Scenario, now: Micros) -> Option<Micros> {
+    pub fn next_wake(&self, now: Micros) -> Option<Micros> {
+        let scenario = &self.scenario;
         let deferred = self.deferred.front().map(|d| d.at);
         let silent = std::time::Duration::from_micros(now.saturating_sub(self.quiet_since));
         let idle = scenario
@@ -114,9 +128,13 @@ impl Script {
             .min()
     }
 
-    pub fn detail(&self) -> ScriptDetail {
+    /// For the inspector; `own` when it is not the engine's scenario.
+    pub fn detail(&self, own: bool) -> ScriptDetail {
         let pending = self.framer.pending();
+        let file = self.scenario.file();
         ScriptDetail {
+            name: file.name.clone().unwrap_or_else(|| "unnamed".to_owned()),
+            own,
             fired: self.tallies.clone(),
             pending: pending[..pending.len().min(PENDING_SHOWN)].to_vec(),
             pending_len: pending.len() as u64,

@@ -16,6 +16,7 @@ use super::script::{Script, Step};
 use super::shaper::Shaper;
 use crate::protocol::{CloseReason, ConnId, Event, EventKind, Micros, Mode, Origin, RuleTally};
 use crate::scenario::{Context, Message, Scenario, Then, Trigger};
+use std::sync::Arc;
 
 type Result = std::result::Result<(), Close>;
 
@@ -50,10 +51,14 @@ impl Io<'_> {
     /// A connection accepted while a scenario runs: its script starts and
     /// the connect rules fire.
     pub fn script_connected(&mut self, conn: &mut Connection) -> Outcome {
-        let step = match self.scenario {
+        let step = match self.scenario.cloned() {
             Some(scenario) => {
-                conn.script = Some(Box::new(Script::new(self.now, conn.id.0)));
-                self.fire(conn, scenario, Trigger::Connect)
+                conn.script = Some(Box::new(Script::new(
+                    Arc::clone(&scenario),
+                    self.now,
+                    conn.id.0,
+                )));
+                self.fire(conn, &scenario, Trigger::Connect)
                     .and_then(|()| self.flush(conn))
             }
             None => Ok(()),
@@ -61,47 +66,49 @@ impl Io<'_> {
         self.finish(conn, step)
     }
 
-    /// The scenario changed: the script starts over (or ends), and what
-    /// the old one deferred is dropped.
-    pub fn script_replaced(&mut self, conn: &mut Connection) -> Outcome {
-        conn.script = self
-            .scenario
-            .map(|_| Box::new(Script::new(self.now, conn.id.0)));
+    /// The connection runs `scenario` from now on (`None`: none): the
+    /// script starts over, and what the old one deferred is dropped.
+    pub fn run_script(
+        &mut self,
+        conn: &mut Connection,
+        scenario: Option<&Arc<Scenario>>,
+    ) -> Outcome {
+        conn.script = scenario.map(|s| Box::new(Script::new(Arc::clone(s), self.now, conn.id.0)));
         self.finish(conn, Ok(()))
     }
 
     /// The script's wake-up came: deferred steps that are due run, then
     /// idle rules whose silence has lasted long enough fire.
     pub fn script_due(&mut self, conn: &mut Connection) -> Outcome {
-        let step = match (self.scenario, conn.script.as_mut()) {
-            (Some(scenario), Some(script)) => {
+        let step = match conn.script.as_mut() {
+            Some(script) => {
                 script.armed = None;
-                self.run_due(conn, scenario)
-                    .and_then(|()| self.fire_idle(conn, scenario))
+                let scenario = Arc::clone(&script.scenario);
+                self.run_due(conn, &scenario)
+                    .and_then(|()| self.fire_idle(conn, &scenario))
                     .and_then(|()| self.flush(conn))
             }
-            _ => Ok(()),
+            None => Ok(()),
         };
         self.finish(conn, step)
     }
 
     /// The peer half-closed: half-close rules fire.
     pub(super) fn script_half_closed(&mut self, conn: &mut Connection) -> Result {
-        match (self.scenario, conn.script.is_some()) {
-            (Some(scenario), true) => self.fire(conn, scenario, Trigger::HalfClose),
-            _ => Ok(()),
+        match conn.script.as_ref().map(|s| Arc::clone(&s.scenario)) {
+            Some(scenario) => self.fire(conn, &scenario, Trigger::HalfClose),
+            None => Ok(()),
         }
     }
 
     /// `n` fresh bytes in `read_buf`, on a connection with a script: frame
     /// them, fire a rule on each message, and give the others the mode's
     /// fallback (echo, or nothing).
-    pub(super) fn script_read(
-        &mut self,
-        conn: &mut Connection,
-        scenario: &Scenario,
-        n: usize,
-    ) -> Result {
+    pub(super) fn script_read(&mut self, conn: &mut Connection, n: usize) -> Result {
+        let Some(scenario) = conn.script.as_ref().map(|s| Arc::clone(&s.scenario)) else {
+            return Ok(());
+        };
+        let scenario = &*scenario;
         // Moved out while the sink borrows the rest of `self`; put back
         // below (the framer, likewise, while the sink holds the script).
         let read_buf = std::mem::take(&mut self.read_buf);
@@ -141,13 +148,17 @@ impl Io<'_> {
         scenario: &'s Scenario,
     ) -> Option<Sink<'s>> {
         let script = conn.script.as_deref_mut()?;
+        // Counted over all connections only for the scenario they share.
+        let shared = self
+            .scenario
+            .is_some_and(|s| Arc::ptr_eq(s, &script.scenario));
         Some(Sink {
             scenario,
             script,
             queue: &mut conn.queue,
             shaper: &mut conn.shaper,
             publisher: &mut *self.publisher,
-            tallies: &mut *self.rule_tallies,
+            tallies: shared.then_some(&mut *self.rule_tallies),
             now: self.now,
             mode: self.mode,
             conn: conn.id,
@@ -305,10 +316,9 @@ impl Io<'_> {
     /// When the script needs the loop back, unless that (or an earlier)
     /// wake-up is already armed.
     pub(super) fn script_wake(&mut self, conn: &mut Connection) -> Option<Micros> {
-        let scenario = self.scenario?;
         let now = self.now;
         let script = conn.script.as_mut()?;
-        let at = script.next_wake(scenario, now)?;
+        let at = script.next_wake(now)?;
         if script.armed.is_some_and(|armed| armed > now && armed <= at) {
             return None;
         }
@@ -325,7 +335,8 @@ struct Sink<'a> {
     queue: &'a mut ByteQueue,
     shaper: &'a mut Option<Box<Shaper>>,
     publisher: &'a mut Publisher,
-    tallies: &'a mut Vec<RuleTally>,
+    /// Over all connections, when this one runs the shared scenario.
+    tallies: Option<&'a mut Vec<RuleTally>>,
     now: Micros,
     mode: Mode,
     conn: ConnId,
@@ -375,7 +386,9 @@ impl Sink<'_> {
         };
         let rules = self.scenario.rule_count();
         RuleTally::record(&mut self.script.tallies, firing.rule, rules, self.now);
-        RuleTally::record(self.tallies, firing.rule, rules, self.now);
+        if let Some(tallies) = self.tallies.as_deref_mut() {
+            RuleTally::record(tallies, firing.rule, rules, self.now);
+        }
         if let Some(e) = &firing.reply_error {
             self.event(EventKind::FramingError {
                 why: format!(

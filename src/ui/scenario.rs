@@ -4,7 +4,7 @@
 
 use super::{PaneCtx, error_color, labelled};
 use crate::payload::{self, InputFormat};
-use crate::protocol::{Command, Micros, RuleTally, ScenarioStatus};
+use crate::protocol::{Command, Micros, RuleTally, ScenarioStatus, Targets};
 use crate::scenario::{
     self, PatternSpec, ReplySpec, RuleSpec, ScenarioFile, ThenSpec, TriggerSpec, TryOutcome,
     TryReport, TryTrigger,
@@ -147,6 +147,34 @@ impl ScenarioPane {
             let stop = ui.add_enabled(status.is_some(), egui::Button::new("Stop scenario"));
             if stop.on_hover_text("Back to the plain mode").clicked() {
                 ctx.commands.push(Command::SetScenario(None));
+            }
+            let selected = ctx.selection.primary_first();
+            let n = selected.len();
+            let targets = || Targets::Conns(selected.clone());
+            let on_selected = ui
+                .add_enabled(
+                    n > 0 && !self.text.trim().is_empty(),
+                    egui::Button::new(format!("Run on selected ({n})")),
+                )
+                .on_hover_text(
+                    "Only the selected connections run this scenario; new ones get the usual",
+                );
+            if on_selected.clicked()
+                && let Some(file) = self.parsed()
+            {
+                ctx.commands.push(Command::SetConnScenario {
+                    targets: targets(),
+                    scenario: Some(Box::new(file)),
+                });
+            }
+            let off = ui
+                .add_enabled(n > 0, egui::Button::new(format!("None on selected ({n})")))
+                .on_hover_text("The selected connections run no scenario: the mode answers them");
+            if off.clicked() {
+                ctx.commands.push(Command::SetConnScenario {
+                    targets: targets(),
+                    scenario: None,
+                });
             }
             ui.toggle_value(&mut self.editing, "Edit");
         });
