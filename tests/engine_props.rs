@@ -108,7 +108,43 @@ enum Op {
         faults: Faults,
     },
     AcceptDelay(Option<u32>),
+    /// One of [`SCENARIOS`] (or none) for some chaos clients: their bytes
+    /// become messages that fire rules which reply, delay, close, reset,
+    /// pause or change faults.
+    ChaosScenario {
+        ids: Vec<Pick>,
+        which: Option<usize>,
+    },
+    /// What arbitrary input would do under one of [`SCENARIOS`].
+    TryScenario {
+        which: usize,
+        input: Vec<u8>,
+    },
 }
+
+/// Scenarios the chaos clients may get: the shipped examples and ones that
+/// end, stall and reshape conversations in every way the format allows.
+const SCENARIOS: [&str; 4] = [
+    include_str!("../examples/line-protocol.muxscope-scenario.ron"),
+    include_str!("../examples/length-prefixed.muxscope-scenario.ron"),
+    include_str!("../examples/reference.muxscope-scenario.ron"),
+    r#"(
+        version: 1,
+        framing: Fixed(3),
+        max_message: "64B",
+        otherwise: Echo,
+        rules: [
+            (on: Connect, send: Hex("00 ff"), delay: "3ms~2ms"),
+            (on: Message(HexPrefix("00")), then: PauseReading),
+            (on: Message(HexPrefix("01")), send: Framed(Hex("aa")), then: Reset),
+            (on: Message(HexMask(pattern: "02 00 00", mask: "ff 00 00")), then: Fault("stall-writes")),
+            (on: Message(Regex("(?-u)^\x03(.)(.)$")), send: Hex("${2}${1}${crc16}"), delay: "5ms"),
+            (on: Message(Any), send: Hex("${seq:u16be}"), times: 3),
+            (on: Idle("10ms"), send: Text("?"), then: Close),
+            (on: HalfClose, send: Text("bye"), delay: "1ms"),
+        ],
+    )"#,
+];
 
 fn pick() -> impl Strategy<Value = Pick> {
     prop_oneof![
@@ -208,6 +244,10 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (proptest::collection::vec(pick(), 1..4), destructive_faults())
             .prop_map(|(ids, faults)| Op::SetFaults { target: Some(Target::Ids(ids)), faults }),
         1 => proptest::option::of(0..30u32).prop_map(Op::AcceptDelay),
+        1 => (proptest::collection::vec(pick(), 1..4), proptest::option::of(0..SCENARIOS.len()))
+            .prop_map(|(ids, which)| Op::ChaosScenario { ids, which }),
+        1 => (0..SCENARIOS.len(), proptest::collection::vec(any::<u8>(), 0..64))
+            .prop_map(|(which, input)| Op::TryScenario { which, input }),
     ]
 }
 
@@ -490,6 +530,22 @@ impl Run {
             Op::AcceptDelay(ms) => {
                 self.command(Command::SetAcceptFault(ms.map(AcceptFault::Delay)))?;
             }
+            Op::ChaosScenario { ids, which } => {
+                let targets = self.resolve(&Target::Ids(ids.clone()));
+                let scenario = which.map(|i| {
+                    Box::new(muxscope::scenario::parse(SCENARIOS[i]).expect("the scenario parses"))
+                });
+                self.command(Command::SetConnScenario { targets, scenario })?;
+            }
+            Op::TryScenario { which, input } => {
+                let scenario = Box::new(
+                    muxscope::scenario::parse(SCENARIOS[*which]).expect("the scenario parses"),
+                );
+                self.command(Command::TryScenario {
+                    scenario,
+                    input: input.clone(),
+                })?;
+            }
         }
         Ok(())
     }
@@ -761,5 +817,14 @@ proptest! {
         ops in proptest::collection::vec(op(), 1..40)
     ) {
         run_case(&ops)?;
+    }
+}
+
+/// A refused scenario would make the chaos ops test nothing.
+#[test]
+fn the_chaos_scenarios_compile() {
+    for text in SCENARIOS {
+        let file = muxscope::scenario::parse(text).unwrap_or_else(|e| panic!("{e}"));
+        muxscope::scenario::Scenario::compile(&file).unwrap_or_else(|e| panic!("{e}"));
     }
 }
