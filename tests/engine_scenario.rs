@@ -437,3 +437,37 @@ fn a_scenario_can_run_on_chosen_connections_only() {
     assert!(h.inspect(a_id).script.is_none(), "taken away");
     assert_echo(&mut a, b"PING\n");
 }
+
+#[test]
+fn after_a_rule_closes_no_idle_rule_fires_while_the_fin_waits_for_the_peer() {
+    let h = running(&parse(
+        r#"(version: 1, framing: Lines, otherwise: Echo, rules: [
+            (on: Message(Exact("QUIT")), send: Text("+BYE\r\n"), then: Close),
+            (on: Idle("300ms"), send: Text("+STILL THERE?\r\n")),
+        ])"#,
+    ));
+    let (mut c, id) = h.connect();
+    c.write_all(b"QUIT\n").unwrap();
+    // Our FIN arrives after the reply; the client keeps its side open past
+    // the idle time, and nothing else may come, nor may the close turn
+    // into an error.
+    assert_eq!(read_to_eof(&mut c, "QUIT"), b"+BYE\r\n");
+    std::thread::sleep(Duration::from_millis(700));
+    drop(c);
+    assert_eq!(
+        h.wait_closed(id),
+        CloseReason::Rule {
+            rule: 1,
+            reset: false
+        }
+    );
+    let fired: Vec<u16> = h
+        .kinds_of(id)
+        .iter()
+        .filter_map(|k| match k {
+            EventKind::RuleFired { rule, .. } => Some(*rule),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(fired, [1], "only QUIT's rule fired");
+}

@@ -192,6 +192,9 @@ impl Io<'_> {
         scenario: &Scenario,
         trigger: Trigger<'_>,
     ) -> std::result::Result<bool, Close> {
+        if ending(conn) {
+            return Ok(false);
+        }
         let fired = self
             .sink(conn, scenario)
             .is_some_and(|mut sink| sink.trigger(trigger));
@@ -317,14 +320,26 @@ impl Io<'_> {
     /// wake-up is already armed.
     pub(super) fn script_wake(&mut self, conn: &mut Connection) -> Option<Micros> {
         let now = self.now;
+        let ending = ending(conn);
         let script = conn.script.as_mut()?;
-        let at = script.next_wake(now)?;
+        let at = if ending {
+            // Only a reset still waiting for its reply to leave matters.
+            script.reset_poll_at?
+        } else {
+            script.next_wake(now)?
+        };
         if script.armed.is_some_and(|armed| armed > now && armed <= at) {
             return None;
         }
         script.armed = Some(at);
         Some(at)
     }
+}
+
+/// The conversation is ending (a kick or a rule closes it, or our FIN is
+/// out): no rule fires any more, and nothing more may be queued.
+fn ending(conn: &Connection) -> bool {
+    matches!(conn.phase, Phase::Closing { .. }) || conn.write_shut
 }
 
 /// Where messages go while the framer yields them: everything a firing
