@@ -471,3 +471,26 @@ fn after_a_rule_closes_no_idle_rule_fires_while_the_fin_waits_for_the_peer() {
         .collect();
     assert_eq!(fired, [1], "only QUIT's rule fired");
 }
+
+#[test]
+fn a_rules_close_is_held_to_the_kick_deadline_when_the_peer_never_closes() {
+    let file = parse(
+        r#"(version: 1, framing: Lines, otherwise: Echo, rules: [
+            (on: Message(Exact("QUIT")), send: Text("+BYE\r\n"), then: Close),
+        ])"#,
+    );
+    let h = Harness::start(EngineConfig {
+        kick_timeout: Duration::from_millis(300),
+        scenario: Some(Arc::new(Scenario::compile(&file).unwrap())),
+        ..EngineConfig::default()
+    });
+    let (mut c, id) = h.connect();
+    c.write_all(b"QUIT\n").unwrap();
+    // Our FIN comes after the reply; the client never sends its own.
+    assert_eq!(read_to_eof(&mut c, "QUIT"), b"+BYE\r\n");
+    assert_eq!(
+        h.wait_closed(id),
+        CloseReason::KickTimedOut { after_ms: 300 },
+        "the close gave up at its deadline instead of waiting forever"
+    );
+}

@@ -6,9 +6,7 @@
 //! literal (names resolve off this thread) and is bounded in length.
 
 use super::conn_io::{Close, Outcome};
-use super::connection::Phase;
 use super::event_loop::EventLoop;
-use super::timers::Timer;
 use crate::protocol::*;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -113,16 +111,8 @@ impl EventLoop {
     }
 
     fn kick_gracefully(&mut self, id: ConnId, key: usize) {
-        let timeout = self.config.kick_timeout;
-        let deadline = self.now + timeout.as_micros() as Micros;
-        let first_kick = self
-            .conns
-            .get(key)
-            .is_some_and(|c| c.id == id && !matches!(c.phase, Phase::Closing { .. }));
+        let deadline = self.now + self.config.kick_timeout.as_micros() as Micros;
         self.with_conn_id(id, key, |io, conn| io.kick_gracefully(conn, deadline));
-        if first_kick && self.conns.get(key).is_some_and(|c| c.id == id) {
-            self.timers.arm(deadline, id, key, Timer::KickDeadline);
-        }
     }
 
     fn listen(&mut self, addr: String) {

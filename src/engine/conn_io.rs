@@ -52,6 +52,9 @@ pub enum Outcome {
         wake_at: Option<Micros>,
         /// The scenario's script needs the loop back then (not yet armed).
         script_at: Option<Micros>,
+        /// A graceful close began in this step: it gives up (and resets)
+        /// at this deadline.
+        closing_deadline: Option<Micros>,
     },
     Close(Close),
 }
@@ -104,6 +107,8 @@ pub struct Io<'a> {
     /// Whether this step's last write stopped on `WouldBlock` (`None`: no
     /// write was tried).
     pub write_blocked: Option<bool>,
+    /// A graceful close began in this step, with this deadline.
+    pub closing_began: Option<Micros>,
     /// The scenario new connections run, if any.
     pub scenario: Option<&'a std::sync::Arc<crate::scenario::Scenario>>,
     /// How often each of its rules fired, over all connections.
@@ -185,6 +190,9 @@ impl Io<'_> {
             return Ok(());
         }
         conn.phase = Phase::Closing { deadline };
+        // However the close began (a kick, a rule), the loop holds it to
+        // its deadline.
+        self.closing_began = Some(deadline);
         self.touch(conn);
         // Keep reading (and discarding) so input never piles up unread,
         // which would turn our close into an RST.
@@ -311,6 +319,7 @@ impl Io<'_> {
                 read_again: std::mem::take(&mut self.budget_spent),
                 wake_at: self.fault_wake(conn),
                 script_at: self.script_wake(conn),
+                closing_deadline: self.closing_began.take(),
             },
             Err(close) => Outcome::Close(close),
         }

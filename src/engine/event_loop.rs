@@ -248,6 +248,7 @@ impl EventLoop {
             budget_spent: false,
             scratch: &mut self.scratch,
             write_blocked: None,
+            closing_began: None,
             scenario: self.scenario.as_ref(),
             rule_tallies: &mut self.rule_tallies,
         };
@@ -275,8 +276,12 @@ impl EventLoop {
                 read_again,
                 wake_at,
                 script_at,
+                closing_deadline,
             } => {
                 let conn = &mut self.conns[key];
+                if let Some(at) = closing_deadline {
+                    self.timers.arm(at, conn.id, key, Timer::KickDeadline);
+                }
                 if let Some(at) = wake_at {
                     self.timers.arm(at, conn.id, key, Timer::Fault);
                 }
@@ -405,6 +410,7 @@ impl EventLoop {
                     read_again: false,
                     wake_at: None,
                     script_at: None,
+                    closing_deadline: None,
                 },
             );
         }
