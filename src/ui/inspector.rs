@@ -672,12 +672,9 @@ fn transcript_job(
 fn script_summary(ui: &mut Ui, script: &ScriptDetail, now: u64) {
     ui.horizontal_wrapped(|ui| {
         ui.label("Scenario here:");
-        let name = if script.own {
-            format!("{} (its own)", script.name)
-        } else {
-            script.name.clone()
-        };
-        ui.label(RichText::new(name).strong());
+        if script.own {
+            ui.label(RichText::new(format!("{} (its own)", script.name)).strong());
+        }
         let fired: Vec<String> = script
             .fired
             .iter()
