@@ -27,6 +27,10 @@ pub mod ui;
 
 #[cfg(target_arch = "wasm32")]
 pub mod web;
+/// The web viewer's fonts; compiled natively only for its tests, so the
+/// desktop binary does not carry them.
+#[cfg(any(target_arch = "wasm32", test))]
+pub mod web_fonts;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod desktop;

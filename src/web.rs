@@ -52,6 +52,8 @@ async fn run() -> Result<(), String> {
             canvas,
             eframe::WebOptions::default(),
             Box::new(move |cc| {
+                // egui's own fonts are the desktop's only (Cargo.toml).
+                cc.egui_ctx.set_fonts(crate::web_fonts::definitions());
                 if e2e {
                     cc.egui_ctx.enable_accesskit();
                     cc.egui_ctx.add_plugin(WidgetProbe);
