@@ -153,6 +153,12 @@ pub enum CloseReason {
         rule: u16,
         reset: bool,
     },
+    /// A rule closed it with FIN, and the peer sent none back before the
+    /// close's deadline, so it was reset.
+    RuleTimedOut {
+        rule: u16,
+        after_ms: u64,
+    },
 }
 
 impl fmt::Display for CloseReason {
@@ -187,6 +193,11 @@ impl fmt::Display for CloseReason {
                 let how = if *reset { "reset" } else { "closed" };
                 write!(f, "{how} by rule {rule} (scenario)")
             }
+            CloseReason::RuleTimedOut { rule, after_ms } => write!(
+                f,
+                "closed by rule {rule} (scenario); no FIN back within {}: reset",
+                crate::format::duration_micros(after_ms.saturating_mul(1000))
+            ),
         }
     }
 }

@@ -173,6 +173,13 @@ fn full_batch() -> Batch {
                 8,
                 ConnState::Closed(CloseReason::KickTimedOut { after_ms: 2000 }),
             ),
+            counters(
+                12,
+                ConnState::Closed(CloseReason::RuleTimedOut {
+                    rule: 1,
+                    after_ms: 2000,
+                }),
+            ),
             counters(9, ConnState::Closed(CloseReason::Missed)),
             counters(
                 11,

@@ -490,7 +490,10 @@ fn a_rules_close_is_held_to_the_kick_deadline_when_the_peer_never_closes() {
     assert_eq!(read_to_eof(&mut c, "QUIT"), b"+BYE\r\n");
     assert_eq!(
         h.wait_closed(id),
-        CloseReason::KickTimedOut { after_ms: 300 },
+        CloseReason::RuleTimedOut {
+            rule: 1,
+            after_ms: 300
+        },
         "the close gave up at its deadline instead of waiting forever"
     );
 }

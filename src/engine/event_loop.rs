@@ -435,9 +435,14 @@ impl EventLoop {
                     Timer::KickDeadline => {
                         let after_ms = self.config.kick_timeout.as_millis() as u64;
                         // A stale entry (the client closed) finds nothing.
-                        self.with_conn_id(id, key, |_, _| {
+                        self.with_conn_id(id, key, |_, conn| {
+                            // Said as what began the close: a kick or a rule.
+                            let reason = match conn.script.as_ref().and_then(|s| s.closing_rule) {
+                                Some(rule) => CloseReason::RuleTimedOut { rule, after_ms },
+                                None => CloseReason::KickTimedOut { after_ms },
+                            };
                             Outcome::Close(Close {
-                                reason: CloseReason::KickTimedOut { after_ms },
+                                reason,
                                 reset: true,
                             })
                         });
