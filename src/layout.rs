@@ -7,6 +7,7 @@
 
 use crate::faults::{AcceptFault, Faults};
 use crate::protocol::Mode;
+use crate::ron_file;
 use crate::ui::connections::ConnectionsPane;
 use crate::ui::events::EventsPane;
 use crate::ui::faults::FaultsPane;
@@ -137,24 +138,19 @@ impl fmt::Display for LayoutError {
 
 impl std::error::Error for LayoutError {}
 
-fn ron_message(e: &ron::error::SpannedError) -> String {
-    format!(
-        "line {}, column {}: {}",
-        e.span.start.line, e.span.start.col, e.code
-    )
-}
-
 /// Parse layout text of any known version into the current version.
 pub fn parse(text: &str) -> Result<SessionLayout, String> {
     let probe: VersionProbe = ron::from_str(text).map_err(|e| {
         format!(
             "{} (this is not a muxscope layout, or it is cut short)",
-            ron_message(&e)
+            ron_file::error_message(&e)
         )
     })?;
     let mut layout = match probe.version {
-        0 => migrate_v0(ron::from_str::<LayoutV0>(text).map_err(|e| ron_message(&e))?),
-        LAYOUT_VERSION => ron::from_str::<SessionLayout>(text).map_err(|e| ron_message(&e))?,
+        0 => migrate_v0(ron::from_str::<LayoutV0>(text).map_err(|e| ron_file::error_message(&e))?),
+        LAYOUT_VERSION => {
+            ron::from_str::<SessionLayout>(text).map_err(|e| ron_file::error_message(&e))?
+        }
         newer => {
             return Err(format!(
                 "written by a newer muxscope (layout version {newer}; this one reads up to \
@@ -178,8 +174,7 @@ pub fn parse(text: &str) -> Result<SessionLayout, String> {
 }
 
 pub fn to_ron(layout: &SessionLayout) -> String {
-    let config = ron::ser::PrettyConfig::new().struct_names(false);
-    ron::ser::to_string_pretty(layout, config).expect("layouts contain only serializable data")
+    ron_file::to_pretty(layout)
 }
 
 pub fn load(path: &Path) -> Result<SessionLayout, LayoutError> {
@@ -187,13 +182,7 @@ pub fn load(path: &Path) -> Result<SessionLayout, LayoutError> {
         path: path.to_owned(),
         message,
     };
-    let bytes = std::fs::read(path).map_err(|e| error(format!("cannot read: {e}")))?;
-    let text = String::from_utf8(bytes).map_err(|e| {
-        error(format!(
-            "not a text file (invalid UTF-8 at byte {}), so not a muxscope layout",
-            e.utf8_error().valid_up_to()
-        ))
-    })?;
+    let text = ron_file::read_text(path, "layout").map_err(error)?;
     parse(&text).map_err(error)
 }
 
@@ -207,15 +196,7 @@ pub fn save(path: &Path, layout: &SessionLayout) -> Result<(), LayoutError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| error(format!("cannot create folder: {e}")))?;
     }
-    write_atomically(path, &to_ron(layout)).map_err(error)
-}
-
-/// Write `text` to a temporary file beside `path`, then rename it over
-/// `path`, so a crash mid-write never leaves a truncated file behind.
-pub fn write_atomically(path: &Path, text: &str) -> Result<(), String> {
-    let tmp = path.with_extension("ron.tmp");
-    std::fs::write(&tmp, text).map_err(|e| format!("cannot write: {e}"))?;
-    std::fs::rename(&tmp, path).map_err(|e| format!("cannot replace: {e}"))
+    ron_file::write_atomically(path, &to_ron(layout)).map_err(error)
 }
 
 #[cfg(test)]

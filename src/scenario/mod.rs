@@ -260,13 +260,6 @@ pub fn ron_options() -> ron::Options {
     ron::Options::default().with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME)
 }
 
-fn ron_message(e: &ron::error::SpannedError) -> String {
-    format!(
-        "line {}, column {}: {}",
-        e.span.start.line, e.span.start.col, e.code
-    )
-}
-
 /// Only the version, read first so a newer file is refused for what it is
 /// rather than for a field this build does not know.
 #[derive(Deserialize)]
@@ -281,7 +274,7 @@ pub fn parse(text: &str) -> Result<ScenarioFile, String> {
     let probe: VersionProbe = ron_options().from_str(text).map_err(|e| {
         format!(
             "{} (this is not a muxscope scenario, or it is cut short)",
-            ron_message(&e)
+            crate::ron_file::error_message(&e)
         )
     })?;
     match probe.version {
@@ -303,15 +296,16 @@ pub fn parse(text: &str) -> Result<ScenarioFile, String> {
             ));
         }
     }
-    let file: ScenarioFile = ron_options().from_str(text).map_err(|e| ron_message(&e))?;
+    let file: ScenarioFile = ron_options()
+        .from_str(text)
+        .map_err(|e| crate::ron_file::error_message(&e))?;
     file.framing.check().map_err(|e| format!("framing: {e}"))?;
     Ok(file)
 }
 
 /// The file as RON, in the names the examples use; [`parse`] gives it back.
 pub fn to_ron(file: &ScenarioFile) -> String {
-    let config = ron::ser::PrettyConfig::new().struct_names(false);
-    ron::ser::to_string_pretty(file, config).expect("scenarios contain only serializable data")
+    crate::ron_file::to_pretty(file)
 }
 
 /// Read and parse a scenario file. The file is only read, never written.
@@ -320,13 +314,7 @@ pub fn load(path: &Path) -> Result<ScenarioFile, ScenarioError> {
         path: path.to_owned(),
         message,
     };
-    let bytes = std::fs::read(path).map_err(|e| error(format!("cannot read: {e}")))?;
-    let text = String::from_utf8(bytes).map_err(|e| {
-        error(format!(
-            "not a text file (invalid UTF-8 at byte {}), so not a muxscope scenario",
-            e.utf8_error().valid_up_to()
-        ))
-    })?;
+    let text = crate::ron_file::read_text(path, "scenario").map_err(error)?;
     parse(&text).map_err(error)
 }
 

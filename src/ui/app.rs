@@ -309,7 +309,7 @@ impl MuxscopeApp {
             );
             return;
         }
-        match layout::write_atomically(path, &self.panes.scenario.text) {
+        match crate::ron_file::write_atomically(path, &self.panes.scenario.text) {
             Ok(()) => {
                 self.panes.scenario.path = Some(path.to_owned());
                 self.notify(format!("Saved the scenario to {}", path.display()), false);
