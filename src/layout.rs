@@ -16,7 +16,6 @@ use crate::ui::inspector::InspectorPane;
 use crate::ui::scenario::ScenarioPane;
 use crate::ui::tiles::{self, PaneKind};
 use serde::{Deserialize, Serialize};
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// The version this build writes, and the newest it reads.
@@ -124,19 +123,7 @@ struct VersionProbe {
 }
 
 /// Why a layout could not be read or written.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LayoutError {
-    pub path: PathBuf,
-    pub message: String,
-}
-
-impl fmt::Display for LayoutError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.path.display(), self.message)
-    }
-}
-
-impl std::error::Error for LayoutError {}
+pub type LayoutError = crate::ron_file::FileError;
 
 /// Parse layout text of any known version into the current version.
 pub fn parse(text: &str) -> Result<SessionLayout, String> {

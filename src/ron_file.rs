@@ -4,7 +4,23 @@
 //! writing without ever leaving a truncated file behind.
 
 use serde::Serialize;
-use std::path::Path;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Why a file could not be read or written: shown as "PATH: message".
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+impl fmt::Display for FileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path.display(), self.message)
+    }
+}
+
+impl std::error::Error for FileError {}
 
 /// The file's text; `kind` ("layout", "scenario") names what it should be
 /// in the error.

@@ -33,8 +33,7 @@ pub use compiled::{Context, Firing, RuleState, Scenario, Then, Trigger};
 
 use serde::ser::SerializeStruct;
 use serde::{Deserialize, Serialize, Serializer};
-use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The version this build writes, and the newest it reads.
 pub const SCENARIO_VERSION: u32 = 1;
@@ -241,19 +240,7 @@ impl Serialize for RuleSpec {
 }
 
 /// Why a scenario file could not be read.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ScenarioError {
-    pub path: PathBuf,
-    pub message: String,
-}
-
-impl fmt::Display for ScenarioError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.path.display(), self.message)
-    }
-}
-
-impl std::error::Error for ScenarioError {}
+pub type ScenarioError = crate::ron_file::FileError;
 
 /// RON as scenario files use it: `Option` values written bare.
 pub fn ron_options() -> ron::Options {
