@@ -462,10 +462,13 @@ fn time(text: &str, item: &str) -> Result<Millis, SpecError> {
     }
     let Some(scale) = time_scale(unit) else {
         return Err(if unit.is_empty() {
+            // The example repeats the number only while it is short: the
+            // number is input, and an error stays one short line.
+            let example = if num.len() <= 16 { num } else { "200" };
             bad(
                 text,
                 item,
-                format_args!("a time needs a unit, ms or s (e.g. {num}ms)"),
+                format_args!("a time needs a unit, ms or s (e.g. {example}ms)"),
             )
         } else {
             bad(
@@ -1293,6 +1296,14 @@ mod tests {
         assert_eq!(parse(&huge).unwrap_err().part().len(), 1_000_000);
         let e = err(&"\u{202e}".repeat(10_000));
         assert!(e.len() < 800 && e.contains("\\u{202e}"), "{e}");
+        // A long number without a unit is quoted cut short, never whole.
+        let e = err(&format!("latency={}", "1".repeat(1000)));
+        assert!(e.len() < 500, "{} bytes: {e}", e.len());
+        assert!(
+            e.ends_with("a time needs a unit, ms or s (e.g. 200ms)"),
+            "{e}"
+        );
+        assert!(err("latency=1.5").ends_with("(e.g. 1.5ms)"));
     }
 
     fn millis() -> impl Strategy<Value = Millis> {
