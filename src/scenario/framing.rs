@@ -257,33 +257,28 @@ impl Delim {
 }
 
 /// The hex grammar of `payload::parse_hex` (pairs of digits, whitespace,
-/// `,` `:` `-` between bytes, `0x` prefixes), without allocating. False if
-/// it is not hex or too long; `check` then says why.
+/// `,` `:` `-` between bytes, `0x` prefixes), without allocating: the same
+/// characters, so every delimiter `check` accepts decodes here. False if it
+/// is not hex or too long; `check` then says why.
 fn decode_hex(text: &str, out: &mut Delim) -> bool {
-    let b = text.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        let c = b[i];
-        if c.is_ascii_whitespace() || matches!(c, b',' | b':' | b'-') {
-            i += 1;
-        } else if c == b'0' && matches!(b.get(i + 1), Some(b'x' | b'X')) {
-            i += 2;
-        } else {
-            let (Some(hi), Some(lo)) = (hex_digit(c), b.get(i + 1).copied().and_then(hex_digit))
-            else {
-                return false;
-            };
-            if !out.extend(&[hi << 4 | lo]) {
-                return false;
-            }
-            i += 2;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_whitespace() || matches!(c, ',' | ':' | '-') {
+            continue;
+        }
+        if c == '0' && matches!(chars.peek(), Some('x' | 'X')) {
+            chars.next();
+            continue;
+        }
+        let (Some(hi), Some(lo)) = (c.to_digit(16), chars.next().and_then(|c| c.to_digit(16)))
+        else {
+            return false;
+        };
+        if !out.extend(&[(hi << 4 | lo) as u8]) {
+            return false;
         }
     }
     true
-}
-
-fn hex_digit(c: u8) -> Option<u8> {
-    (c as char).to_digit(16).map(|d| d as u8)
 }
 
 /// Length-counted framings (`LengthPrefix`, `Fixed`) in one shape.
@@ -760,6 +755,28 @@ mod tests {
                 (b"c".to_vec(), b"c\x00\xff".to_vec())
             ]
         );
+    }
+
+    /// `check` reads a delimiter with `payload::parse_hex`, the framer
+    /// with its own decoder: both take any whitespace between bytes (a
+    /// no-break space, a vertical tab), or a delimiter that checks fails
+    /// every read.
+    #[test]
+    fn hex_delimiters_that_check_also_frame() {
+        for hex in ["0d\u{a0}0a", "0d\u{b}0a", "0x0d\u{3000}0X0a", "0d,0a"] {
+            let framing = Framing::Delimiter(BytesSpec::Hex(hex.into()));
+            assert_eq!(framing.check(), Ok(()), "{hex:?}");
+            let (msgs, err, pending) = cut(&framing, 100, &[b"a\r\nb\r", b"\nc"]);
+            assert_eq!(err, None, "{hex:?}");
+            assert_eq!(msgs, pairs(&[("a", "a\r\n"), ("b", "b\r\n")]), "{hex:?}");
+            assert_eq!(pending, b"c");
+            assert_eq!(frame(&framing, b"x").unwrap(), b"x\r\n");
+        }
+        for hex in ["0d 0", "0 d", "0x", "zz", "0d0x0a", "\u{ff10}\u{ff10}"] {
+            let framing = Framing::Delimiter(BytesSpec::Hex(hex.into()));
+            let (_, err, _) = cut(&framing, 100, &[b"a"]);
+            assert_eq!(framing.check().is_ok(), err.is_none(), "{hex:?}: {err:?}");
+        }
     }
 
     #[test]
