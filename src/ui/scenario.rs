@@ -3,6 +3,7 @@
 //! the engine what some input would do, without a client.
 
 use super::{PaneCtx, error_color, labelled};
+use crate::monitor::Monitor;
 use crate::payload::{self, InputFormat};
 use crate::protocol::{Command, Micros, RuleTally, ScenarioStatus, Targets};
 use crate::scenario::{
@@ -84,14 +85,12 @@ impl ScenarioPane {
 
     pub fn ui(&mut self, ui: &mut Ui, ctx: &mut PaneCtx) -> Option<ScenarioAction> {
         let mut action = None;
-        let status = ctx
-            .monitor
-            .stats
-            .as_ref()
-            .and_then(|s| s.scenario.as_deref())
-            .cloned();
-        let now = ctx.monitor.engine_now();
-        match &status {
+        // Borrowed, not cloned: the scenario's file travels in every stats
+        // update, and this runs every frame.
+        let monitor: &Monitor = ctx.monitor;
+        let status = monitor.stats.as_ref().and_then(|s| s.scenario.as_deref());
+        let now = monitor.engine_now();
+        match status {
             Some(s) => {
                 ui.horizontal_wrapped(|ui| {
                     ui.label("Running:");
@@ -180,12 +179,12 @@ impl ScenarioPane {
         });
         // The try-out before the long parts, so it stays in view.
         ui.separator();
-        self.try_out(ui, ctx);
+        self.try_out(ui, monitor, ctx.commands);
         egui::ScrollArea::vertical()
             .id_salt("scenario-pane")
             .auto_shrink([false, true])
             .show(ui, |ui| {
-                if let Some(s) = &status {
+                if let Some(s) = status {
                     ui.separator();
                     rules_table(ui, s, now);
                 }
@@ -222,7 +221,7 @@ impl ScenarioPane {
         }
     }
 
-    fn try_out(&mut self, ui: &mut Ui, ctx: &mut PaneCtx) {
+    fn try_out(&mut self, ui: &mut Ui, monitor: &Monitor, commands: &mut Vec<Command>) {
         ui.horizontal_wrapped(|ui| {
             let input = labelled(ui, "Try input", |ui| {
                 ui.add(
@@ -247,8 +246,8 @@ impl ScenarioPane {
                     InputFormat::Hex => payload::parse_hex(&self.try_input),
                     _ => payload::parse_escaped(&self.try_input),
                 };
-                match (bytes, self.scenario_to_try(ctx)) {
-                    (Ok(input), Some(scenario)) => ctx.commands.push(Command::TryScenario {
+                match (bytes, self.scenario_to_try(monitor)) {
+                    (Ok(input), Some(scenario)) => commands.push(Command::TryScenario {
                         scenario: Box::new(scenario),
                         input,
                     }),
@@ -257,7 +256,7 @@ impl ScenarioPane {
                 }
             }
         });
-        match &ctx.monitor.last_try {
+        match &monitor.last_try {
             None => {}
             Some(Err(why)) => {
                 ui.label(RichText::new(why).color(error_color(ui)));
@@ -267,11 +266,11 @@ impl ScenarioPane {
     }
 
     /// The text being edited if there is any, else the running scenario.
-    fn scenario_to_try(&mut self, ctx: &PaneCtx) -> Option<ScenarioFile> {
+    fn scenario_to_try(&mut self, monitor: &Monitor) -> Option<ScenarioFile> {
         if !self.text.trim().is_empty() {
             return self.parsed();
         }
-        let running = ctx.monitor.stats.as_ref()?.scenario.as_ref()?;
+        let running = monitor.stats.as_ref()?.scenario.as_ref()?;
         Some(running.file.clone())
     }
 }
