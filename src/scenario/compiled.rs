@@ -31,6 +31,8 @@ pub struct Scenario {
     rules: Vec<Rule>,
     /// The distinct `Idle` times, shortest first.
     idle: Vec<Duration>,
+    /// Some reply renders `${now}`.
+    reads_clock: bool,
 }
 
 impl std::fmt::Debug for Scenario {
@@ -302,13 +304,24 @@ impl Scenario {
             .collect();
         idle.sort_unstable();
         idle.dedup();
+        let reads_clock = rules
+            .iter()
+            .any(|r| r.reply.as_ref().is_some_and(|r| r.template.uses_clock()));
         Ok(Scenario {
             file: file.clone(),
             plan,
             max_message,
             rules,
             idle,
+            reads_clock,
         })
+    }
+
+    /// Whether a firing may render `${now}`: only then must
+    /// [`Context::unix_micros`] hold the time (reading the clock for every
+    /// message would cost every message).
+    pub fn reads_clock(&self) -> bool {
+        self.reads_clock
     }
 
     /// The file this was compiled from.
@@ -651,6 +664,14 @@ mod tests {
     fn scenario(text: &str) -> Scenario {
         let file = super::super::parse(text).unwrap_or_else(|e| panic!("{e}"));
         Scenario::compile(&file).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn only_a_scenario_rendering_now_needs_the_clock() {
+        let with = scenario(r#"(version: 1, rules: [(on: Connect, send: Text("${now}"))])"#);
+        let without = scenario(r#"(version: 1, rules: [(on: Connect, send: Text("${seq}"))])"#);
+        assert!(with.reads_clock());
+        assert!(!without.reads_clock());
     }
 
     fn compile_error(text: &str) -> String {

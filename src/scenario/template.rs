@@ -215,6 +215,13 @@ impl Template {
         self.captures
     }
 
+    /// Whether rendering reads `${now}`, so the caller must read the clock.
+    pub(crate) fn uses_clock(&self) -> bool {
+        self.pieces
+            .iter()
+            .any(|p| matches!(p, Piece::Var(Var::Now, _)))
+    }
+
     /// Append the rendered reply to `out`.
     pub(crate) fn render(&self, out: &mut Vec<u8>, v: &Values<'_, '_>) {
         let start = out.len();
