@@ -481,22 +481,50 @@ fn time(text: &str, item: &str) -> Result<Millis, SpecError> {
             )
         });
     };
-    let too_long = || {
-        bad(
-            text,
-            item,
-            "too long: a time is at most 4294967295ms (about 49 days)",
-        )
-    };
+    whole(num, scale, text, item, &TIME)
+}
+
+/// How the errors of one kind of quantity are worded.
+struct Quantity {
+    /// "not a {noun}: {help}"
+    noun: &'static str,
+    help: &'static str,
+    too_large: &'static str,
+    not_whole: &'static str,
+}
+
+const TIME: Quantity = Quantity {
+    noun: "time",
+    help: TIME_HELP,
+    too_large: "too long: a time is at most 4294967295ms (about 49 days)",
+    not_whole: "not a whole number of milliseconds (e.g. 1.5s, 200ms)",
+};
+
+const SIZE: Quantity = Quantity {
+    noun: "size",
+    help: SIZE_HELP,
+    too_large: "too large: a size is at most 18446744073709551615 bytes",
+    not_whole: "not a whole number of bytes (e.g. 1.5KiB, 512)",
+};
+
+/// `num` times `scale`, as a whole `T`, or the error `q` words.
+fn whole<T: TryFrom<u128>>(
+    num: &str,
+    scale: u128,
+    text: &str,
+    item: &str,
+    q: &Quantity,
+) -> Result<T, SpecError> {
+    let too_large = || bad(text, item, q.too_large);
     match scaled(num, scale) {
-        Ok(ms) => Millis::try_from(ms).map_err(|_| too_long()),
-        Err(NumError::NotANumber) => Err(bad(text, item, format_args!("not a time: {TIME_HELP}"))),
-        Err(NumError::TooLarge) => Err(too_long()),
-        Err(NumError::NotWhole) => Err(bad(
+        Ok(n) => T::try_from(n).map_err(|_| too_large()),
+        Err(NumError::NotANumber) => Err(bad(
             text,
             item,
-            "not a whole number of milliseconds (e.g. 1.5s, 200ms)",
+            format_args!("not a {}: {}", q.noun, q.help),
         )),
+        Err(NumError::TooLarge) => Err(too_large()),
+        Err(NumError::NotWhole) => Err(bad(text, item, q.not_whole)),
     }
 }
 
@@ -516,23 +544,7 @@ fn size(text: &str, item: &str) -> Result<u64, SpecError> {
             ),
         ));
     };
-    let too_large = || {
-        bad(
-            text,
-            item,
-            "too large: a size is at most 18446744073709551615 bytes",
-        )
-    };
-    match scaled(num, scale) {
-        Ok(bytes) => u64::try_from(bytes).map_err(|_| too_large()),
-        Err(NumError::NotANumber) => Err(bad(text, item, format_args!("not a size: {SIZE_HELP}"))),
-        Err(NumError::TooLarge) => Err(too_large()),
-        Err(NumError::NotWhole) => Err(bad(
-            text,
-            item,
-            "not a whole number of bytes (e.g. 1.5KiB, 512)",
-        )),
-    }
+    whole(num, scale, text, item, &SIZE)
 }
 
 /// Bytes per second: a size, with or without `/s`, at least 1.
