@@ -35,18 +35,6 @@ fn unix_micros() -> u64 {
         .map_or(0, |d| d.as_micros() as u64)
 }
 
-/// Queue `bytes` for the client (after a latency fault's hold, if any).
-fn enqueue(
-    queue: &mut ByteQueue,
-    shaper: &mut Option<Box<Shaper>>,
-    bytes: &[u8],
-    now: Micros,
-    origin: Origin,
-) {
-    let release = shaper.as_mut().map_or(0, |s| s.release_at(now));
-    queue.push_copy(bytes, now, origin, release);
-}
-
 impl Io<'_> {
     /// A connection accepted while a scenario runs: its script starts and
     /// the connect rules fire.
@@ -228,13 +216,13 @@ impl Io<'_> {
                 continue;
             }
             match step {
-                Step::Echo(bytes) => self.queue_reply(conn, &bytes, Origin::Echo),
+                Step::Echo(bytes) => self.queue_reply(conn, scenario, &bytes, Origin::Echo),
                 Step::Fired(firing) => {
                     if let Some(reply) = &firing.reply {
-                        self.queue_reply(conn, reply, Origin::Rule);
+                        self.queue_reply(conn, scenario, reply, Origin::Rule);
                     }
                     if let Some(then) = firing.then {
-                        self.then(conn, scenario, firing.rule, then)?;
+                        self.then(conn, firing.rule, then)?;
                     }
                 }
             }
@@ -242,28 +230,23 @@ impl Io<'_> {
         Ok(())
     }
 
-    fn queue_reply(&mut self, conn: &mut Connection, bytes: &[u8], origin: Origin) {
-        if bytes.is_empty() || conn.write_shut {
+    fn queue_reply(
+        &mut self,
+        conn: &mut Connection,
+        scenario: &Scenario,
+        bytes: &[u8],
+        origin: Origin,
+    ) {
+        if conn.write_shut {
             return;
         }
-        enqueue(&mut conn.queue, &mut conn.shaper, bytes, self.now, origin);
-        self.emit(
-            conn,
-            EventKind::Queued {
-                n: bytes.len() as u32,
-                origin,
-            },
-        );
+        if let Some(mut sink) = self.sink(conn, scenario) {
+            sink.send(bytes, origin);
+        }
     }
 
     /// A rule's `then`, after its reply was queued.
-    fn then(
-        &mut self,
-        conn: &mut Connection,
-        _scenario: &Scenario,
-        rule: usize,
-        then: Then,
-    ) -> Result {
+    fn then(&mut self, conn: &mut Connection, rule: usize, then: Then) -> Result {
         let number = rule_number(rule);
         match then {
             Then::Close => {
@@ -358,6 +341,20 @@ struct Sink<'a> {
 }
 
 impl Sink<'_> {
+    /// Queue `bytes` for the client (after a latency fault's hold, if
+    /// any), and say so.
+    fn send(&mut self, bytes: &[u8], origin: Origin) {
+        if bytes.is_empty() {
+            return;
+        }
+        let release = self.shaper.as_mut().map_or(0, |s| s.release_at(self.now));
+        self.queue.push_copy(bytes, self.now, origin, release);
+        self.event(EventKind::Queued {
+            n: bytes.len() as u32,
+            origin,
+        });
+    }
+
     fn event(&mut self, kind: EventKind) {
         self.publisher.event(Event {
             at: self.now,
@@ -377,11 +374,7 @@ impl Sink<'_> {
     /// Echo bytes no rule took, behind any reply still waiting.
     fn echo(&mut self, raw: &[u8]) {
         if self.script.deferred.is_empty() {
-            enqueue(self.queue, self.shaper, raw, self.now, Origin::Echo);
-            self.event(EventKind::Queued {
-                n: raw.len() as u32,
-                origin: Origin::Echo,
-            });
+            self.send(raw, Origin::Echo);
         } else {
             let at = self.script.due_at(self.now, 0);
             self.script.defer(at, Step::Echo(raw.to_vec()));
@@ -422,12 +415,8 @@ impl Sink<'_> {
         });
         let delay = firing.delay.as_micros() as Micros;
         if delay == 0 && firing.then.is_none() && self.script.deferred.is_empty() {
-            if let Some(reply) = firing.reply.as_deref().filter(|r| !r.is_empty()) {
-                enqueue(self.queue, self.shaper, reply, self.now, Origin::Rule);
-                self.event(EventKind::Queued {
-                    n: reply.len() as u32,
-                    origin: Origin::Rule,
-                });
+            if let Some(reply) = firing.reply.as_deref() {
+                self.send(reply, Origin::Rule);
             }
         } else {
             let at = self.script.due_at(self.now, delay);
