@@ -155,6 +155,8 @@ impl Viewer {
                 EventKind::FramingError { .. } => 23,
                 EventKind::ScenarioSet { .. } => 24,
                 EventKind::ScenarioRefused { .. } => 25,
+                EventKind::RecordingStarted { .. } => 26,
+                EventKind::RecordingStopped { .. } => 27,
             };
             self.by_kind[slot] += 1;
         }

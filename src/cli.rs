@@ -103,6 +103,32 @@ pub struct Cli {
     /// the README's "Scenarios".
     #[arg(long, value_name = "FILE")]
     pub scenario: Option<std::path::PathBuf>,
+
+    /// Record everything (events, counters, stats, and every byte each
+    /// client sent and was sent) into FILE (`*.muxrec`) from the start.
+    /// Open it later with `muxscope FILE`.
+    #[arg(long, value_name = "FILE", conflicts_with = "attach")]
+    pub record: Option<std::path::PathBuf>,
+
+    /// Cap each recording file at SIZE (e.g. 500MiB, 1GiB): at the cap the
+    /// recording stops, saying so, or with --record-rotate goes on in
+    /// FILE.2.muxrec, FILE.3.muxrec, … (each readable on its own).
+    #[arg(long, value_name = "SIZE", value_parser = parse_record_max)]
+    pub record_max: Option<u64>,
+
+    /// At --record-max, go on in a new file instead of stopping.
+    #[arg(long, requires = "record_max")]
+    pub record_rotate: bool,
+}
+
+fn parse_record_max(s: &str) -> Result<u64, String> {
+    match spec::parse_size(s) {
+        Ok(n) if n >= 64 * 1024 => Ok(n),
+        Ok(_) => Err(format!(
+            "'{s}' is too small for a recording: use 64KiB or more (e.g. 1GiB)"
+        )),
+        Err(e) => Err(format!("'{s}': {e} (e.g. 500MiB, 1GiB)")),
+    }
 }
 
 /// `--fault`'s parser. A bad spec is reported as the grammar's own line
@@ -242,6 +268,18 @@ impl Cli {
             kick_timeout: std::time::Duration::from_secs_f64(self.kick_timeout),
             faults: plan.faults,
             accept_fault: plan.accept,
+            record: self
+                .record
+                .as_ref()
+                .map(|path| crate::record::writer::RecordingConfig {
+                    path: path.clone(),
+                    max_bytes: self.record_max,
+                    at_cap: if self.record_rotate {
+                        crate::record::writer::AtCap::Rotate
+                    } else {
+                        crate::record::writer::AtCap::Stop
+                    },
+                }),
             ..EngineConfig::default()
         }
     }

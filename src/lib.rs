@@ -7,6 +7,7 @@ pub mod layout;
 pub mod monitor;
 pub mod payload;
 pub mod protocol;
+pub mod record;
 pub mod ron_file;
 pub mod scenario;
 

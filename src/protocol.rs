@@ -339,10 +339,19 @@ pub enum EventKind {
     ScenarioRefused {
         why: String,
     },
+    /// A recording began, into this file.
+    RecordingStarted {
+        path: String,
+    },
+    /// A recording ended (asked, at its size cap, or on a disk error), or
+    /// could not start.
+    RecordingStopped {
+        why: String,
+    },
 }
 
 /// Every `EventKind::name`, for filter menus.
-pub const KIND_NAMES: [&str; 26] = [
+pub const KIND_NAMES: [&str; 28] = [
     "readiness",
     "accepted",
     "read",
@@ -369,6 +378,8 @@ pub const KIND_NAMES: [&str; 26] = [
     "framing-error",
     "scenario",
     "scenario-refused",
+    "recording",
+    "recording-stopped",
 ];
 
 impl EventKind {
@@ -401,6 +412,8 @@ impl EventKind {
             EventKind::FramingError { .. } => "framing-error",
             EventKind::ScenarioSet { .. } => "scenario",
             EventKind::ScenarioRefused { .. } => "scenario-refused",
+            EventKind::RecordingStarted { .. } => "recording",
+            EventKind::RecordingStopped { .. } => "recording-stopped",
         }
     }
 
@@ -459,6 +472,8 @@ impl EventKind {
                 format!("scenario {name:?} running ({rules} rules)")
             }
             EventKind::ScenarioRefused { why } => format!("scenario refused: {why}"),
+            EventKind::RecordingStarted { path } => format!("recording to {path}"),
+            EventKind::RecordingStopped { why } => format!("recording stopped: {why}"),
         }
     }
 }
@@ -601,6 +616,24 @@ pub struct EngineStats {
     /// The scenario running, and how often each rule fired (boxed: most
     /// sessions run none).
     pub scenario: Option<Box<ScenarioStatus>>,
+    /// The recording being written, or the last one and why it ended.
+    pub recording: Option<Box<RecordingStatus>>,
+}
+
+/// A recording as a viewer sees it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordingStatus {
+    /// The file written now (a rotated recording's latest part).
+    pub path: String,
+    pub started_at: Micros,
+    /// Bytes written so far, over all parts.
+    pub bytes: u64,
+    pub part: u32,
+    /// What the writer could not keep up with, counted exactly.
+    pub lost_events: u64,
+    pub lost_bytes: u64,
+    /// Set once it ended, with why.
+    pub ended: Option<String>,
 }
 
 /// The scenario an engine runs, as a viewer sees it.
@@ -771,6 +804,15 @@ pub enum Command {
         scenario: Box<crate::scenario::ScenarioFile>,
         input: Vec<u8>,
     },
+    /// Record everything from now on into `path` (a recording already on
+    /// is closed first). `max_bytes` caps each file; at the cap the
+    /// recording stops, or with `rotate` goes on in a new part.
+    StartRecording {
+        path: String,
+        max_bytes: Option<u64>,
+        rotate: bool,
+    },
+    StopRecording,
 }
 
 /// Whom a `SetFaults` is for.

@@ -228,6 +228,15 @@ fn full_batch() -> Batch {
                     },
                 ],
             })),
+            recording: Some(Box::new(muxscope::protocol::RecordingStatus {
+                path: "/tmp/x.muxrec".into(),
+                started_at: 5,
+                bytes: 1 << 30,
+                part: 2,
+                lost_events: 3,
+                lost_bytes: 4,
+                ended: Some("size cap".into()),
+            })),
         }),
         details: vec![ConnDetail {
             counters: counters(1, ConnState::Open),

@@ -883,8 +883,9 @@ fn viewer_io(v: &mut ViewerConn, peer: SocketAddr, shared: &mut Shared) -> Next 
                 Ok(cmd) => match vet::vet(&cmd, shared.has_token) {
                     Ok(()) => v.pending = (shared.commands)(cmd).err(),
                     Err(Refusal::Listen { addr, why }) => {
-                        notice_listen_refused(v, shared, addr, why)
+                        notice(v, shared, EventKind::ListenFailed { addr, error: why })
                     }
+                    Err(Refusal::Told(kind)) => notice(v, shared, kind),
                     Err(Refusal::Abuse(why)) => return reject(v, peer, CloseCode::Policy, &why),
                 },
                 Err(e) => return reject(v, peer, CloseCode::Invalid, &e.to_string()),
@@ -903,14 +904,14 @@ fn viewer_io(v: &mut ViewerConn, peer: SocketAddr, shared: &mut Shared) -> Next 
     }
 }
 
-/// Tell this viewer (only) that its `Listen` was refused, as the engine
-/// reports a listen that failed: an event in a batch of its own.
-fn notice_listen_refused(v: &mut ViewerConn, shared: &Shared, addr: String, error: String) {
+/// Tell this viewer (only) that a command was refused, as the engine
+/// reports one that failed (e.g. a listen): an event in a batch of its own.
+fn notice(v: &mut ViewerConn, shared: &Shared, kind: EventKind) {
     let batch = Batch {
         events: vec![Event {
             at: shared.clock.load(Ordering::Relaxed),
             conn: None,
-            kind: EventKind::ListenFailed { addr, error },
+            kind,
         }],
         ..Batch::default()
     };

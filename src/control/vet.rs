@@ -23,6 +23,9 @@ const SHOWN_ADDR: usize = 64;
 pub enum Refusal {
     /// A `Listen` the viewer is told about (the address as shown, why).
     Listen { addr: String, why: String },
+    /// Something an honest viewer may ask but a remote one may not: it is
+    /// told so by this event.
+    Told(crate::protocol::EventKind),
     /// Something no honest viewer sends: the viewer is closed.
     Abuse(String),
 }
@@ -60,6 +63,13 @@ pub fn vet(cmd: &Command, has_token: bool) -> Result<(), Refusal> {
         // whoever sends them; a scenario is compiled (regexes with their
         // size limits) on the engine, which refuses a bad one whole; the
         // message size bounds a try-out's input.
+        // A path chosen by a viewer would let it write any file the server
+        // may write.
+        Command::StartRecording { .. } | Command::StopRecording => Err(Refusal::Told(
+            crate::protocol::EventKind::RecordingStopped {
+                why: "a remote viewer cannot start or stop the server's recording: start the server with --record FILE".to_owned(),
+            },
+        )),
         Command::SetScenario(_)
         | Command::TryScenario { .. }
         | Command::SetMode(_)

@@ -95,6 +95,20 @@ impl EventLoop {
                 self.set_conn_scenario(&targets, scenario.map(|f| *f));
             }
             Command::TryScenario { scenario, input } => self.try_scenario(&scenario, &input),
+            Command::StartRecording {
+                path,
+                max_bytes,
+                rotate,
+            } => self.start_recording(crate::record::writer::RecordingConfig {
+                path: path.into(),
+                max_bytes,
+                at_cap: if rotate {
+                    crate::record::writer::AtCap::Rotate
+                } else {
+                    crate::record::writer::AtCap::Stop
+                },
+            }),
+            Command::StopRecording => self.stop_recording("stopped by the user"),
         }
     }
 

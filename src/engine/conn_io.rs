@@ -529,8 +529,14 @@ impl Io<'_> {
         if conn.queue.is_empty() {
             return Ok(());
         }
-        let (now, limit) = (self.now, self.config.transcript_limit);
+        let (now, limit, id) = (self.now, self.config.transcript_limit, conn.id);
         let transcript = &mut conn.transcript;
+        let publisher = &mut *self.publisher;
+        // What was sent goes to the transcript, and to the recording.
+        let mut sent = |chunk: &[u8]| {
+            transcript.record(limit, now, Direction::Tx, chunk);
+            publisher.record_bytes(now, id, Direction::Tx, chunk);
+        };
         let result = match conn.shaper.as_mut() {
             Some(s) if s.shapes_writes(now) => {
                 // Slices with no delay between them go out one write each,
@@ -544,9 +550,7 @@ impl Io<'_> {
                         break Ok(total);
                     }
                     if s.passes_through(budget) {
-                        let flush = conn.queue.write_released(&mut conn.stream, now, |chunk| {
-                            transcript.record(limit, now, Direction::Tx, chunk)
-                        });
+                        let flush = conn.queue.write_released(&mut conn.stream, now, &mut sent);
                         break flush.map(|f| {
                             s.wrote(f.written as usize, now);
                             total.absorb(f);
@@ -565,7 +569,7 @@ impl Io<'_> {
                         budget,
                         self.scratch,
                         |bytes| s.corrupt(bytes),
-                        |chunk| transcript.record(limit, now, Direction::Tx, chunk),
+                        &mut sent,
                     );
                     match flush {
                         Ok(f) => {
@@ -580,9 +584,7 @@ impl Io<'_> {
                     }
                 }
             }
-            _ => conn.queue.write_to(&mut conn.stream, |chunk| {
-                transcript.record(limit, now, Direction::Tx, chunk)
-            }),
+            _ => conn.queue.write_to(&mut conn.stream, &mut sent),
         };
         let flush = result.map_err(|e| Close::after(&e))?;
         if flush.would_block || flush.written > 0 {
@@ -669,6 +671,8 @@ impl Io<'_> {
             conn.transcript
                 .record(limit, now, Direction::Rx, &self.read_buf[..n]);
         }
+        self.publisher
+            .record_bytes(now, conn.id, Direction::Rx, &self.read_buf[..n]);
         self.emit(conn, EventKind::Read { n: n as u32 });
         self.touch(conn);
         if matches!(conn.phase, Phase::Closing { .. }) {
@@ -693,6 +697,12 @@ impl Io<'_> {
                         // These are the bytes just recorded as received:
                         // the transcript references them, no second copy.
                         conn.transcript.record_echo(limit, now, n - written, w);
+                        self.publisher.record_bytes(
+                            now,
+                            conn.id,
+                            Direction::Tx,
+                            &self.read_buf[written - w..written],
+                        );
                         conn.tx_bytes += w as u64;
                         self.totals.tx += w as u64;
                         self.emit(conn, EventKind::Wrote { n: w as u32 });

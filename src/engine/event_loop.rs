@@ -63,7 +63,9 @@ pub struct EventLoop {
     read_again: Vec<(usize, ConnId)>,
 
     start: Instant,
-    started_unix_ms: u64,
+    pub(super) started_unix_ms: u64,
+    /// The last recording, once it ended, for the stats.
+    pub(super) last_recording: Option<crate::protocol::RecordingStatus>,
     /// The current poll iteration's timestamp, shared by all its events.
     pub(super) now: Micros,
     read_buf: Box<[u8]>,
@@ -118,6 +120,7 @@ impl EventLoop {
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_millis() as u64)
                 .unwrap_or(0),
+            last_recording: None,
             now: 0,
             read_buf: vec![0; READ_BUF].into_boxed_slice(),
             scratch: Vec::new(),
@@ -131,6 +134,15 @@ impl EventLoop {
             polls_total: 0,
             stats: StatsTicker::new(start),
         };
+        if let Some(config) = this.config.record.take() {
+            // Before any client: the recording has the whole session, and
+            // a path it cannot write stops the start, as a bad flag would.
+            let path = config.path.display().to_string();
+            let tap = super::record_tap::RecordTap::start(config, this.started_unix_ms, 0)
+                .map_err(io::Error::other)?;
+            this.publisher.tap = Some(tap);
+            this.emit(None, EventKind::RecordingStarted { path });
+        }
         match listener {
             Some(l) => this
                 .acceptor
@@ -492,6 +504,7 @@ impl EventLoop {
             new_faults: self.new_faults.clone(),
             accept_fault: self.accept_fault,
             scenario: self.scenario_status(),
+            recording: self.recording_status(),
         };
         if let Some(heartbeat) = self.stats.should_send(clock, &stats) {
             self.publisher.stats(stats, heartbeat);
@@ -503,7 +516,7 @@ impl EventLoop {
         !self.dirty.is_empty() && clock >= self.counters_sent_at + COUNTERS_INTERVAL
     }
 
-    fn publish(&mut self, clock: Instant, force: bool) {
+    pub(super) fn publish(&mut self, clock: Instant, force: bool) {
         let send_counters = !self.dirty.is_empty() && (force || self.counters_due(clock));
         if !(force || self.publisher.due(clock, send_counters)) {
             self.publisher.poll_notify(clock);
@@ -568,6 +581,7 @@ impl EventLoop {
         self.acceptor
             .stop(self.poll.registry(), &mut self.publisher, self.now);
         self.publish(Instant::now(), true);
+        self.stop_recording("the engine stopped");
     }
 }
 

@@ -14,6 +14,7 @@ mod listener;
 mod publish;
 mod queue;
 mod read_gate;
+mod record_tap;
 mod resolve;
 mod rng;
 mod scenario;
@@ -124,6 +125,8 @@ pub struct EngineConfig {
     pub accept_fault: Option<crate::faults::AcceptFault>,
     /// The scenario every connection runs from the start (`--scenario`).
     pub scenario: Option<Arc<crate::scenario::Scenario>>,
+    /// Record from the start (`--record`).
+    pub record: Option<crate::record::writer::RecordingConfig>,
 }
 
 impl Default for EngineConfig {
@@ -143,6 +146,7 @@ impl Default for EngineConfig {
             faults: crate::faults::Faults::default(),
             accept_fault: None,
             scenario: None,
+            record: None,
         }
     }
 }

@@ -15,6 +15,7 @@
 //! let go (more closed than [`MAX_HELD_FINALS`] while the consumer was
 //! stalled) still ends as closed in every view.
 
+use super::record_tap::RecordTap;
 use crate::protocol::{Batch, ConnCounters, ConnDetail, ConnId, EngineStats, Event};
 use crossbeam_channel::{Sender, TrySendError};
 use std::sync::Arc;
@@ -49,6 +50,9 @@ pub struct Publisher {
     /// Something was lost since the consumer was last resynchronised.
     resync_owed: bool,
     events_total: u64,
+    /// The recording, while one is on: it gets a copy of every batch and
+    /// the events of those the consumer could not take.
+    pub tap: Option<RecordTap>,
 }
 
 /// The counters a flush sends, built only when the consumer has room.
@@ -77,6 +81,7 @@ impl Publisher {
             // The first batch tells the consumer what is open.
             resync_owed: true,
             events_total: 0,
+            tap: None,
         }
     }
 
@@ -136,14 +141,14 @@ impl Publisher {
     /// Whether a flush is due at `now`, given that `dirty` connections have
     /// counters to report.
     pub fn due(&self, now: Instant, dirty: bool) -> bool {
-        let has_data = dirty || self.resync_owed || !self.pending.is_empty();
+        let has_data = dirty || self.resync_owed || !self.pending.is_empty() || self.tap_pending();
         (has_data && now.duration_since(self.last_flush) >= self.flush_interval)
             || self.pending.events.len() >= MAX_BATCH_EVENTS
     }
 
     /// When the loop must wake up next for the publisher's sake.
     pub fn deadline(&self, dirty: bool) -> Option<Instant> {
-        let has_data = dirty || self.resync_owed || !self.pending.is_empty();
+        let has_data = dirty || self.resync_owed || !self.pending.is_empty() || self.tap_pending();
         let flush = has_data.then(|| self.last_flush + self.flush_interval);
         let notify = self.notify_owed.then(|| self.last_notify + NOTIFY_INTERVAL);
         match (flush, notify) {
@@ -159,6 +164,7 @@ impl Publisher {
     pub fn flush(&mut self, now: Instant, build: impl FnOnce(bool) -> CountersOut) -> bool {
         self.last_flush = now;
         if self.disconnected {
+            self.record_events_only();
             self.pending.events.clear();
             self.pending.counters.clear();
             return true;
@@ -166,6 +172,7 @@ impl Publisher {
         if self.tx.is_full() {
             // The engine thread is the only sender: with room now, the
             // send below cannot fail for lack of it.
+            self.record_events_only();
             self.dropped_events += self.pending.events.len() as u64;
             self.pending.events.clear();
             self.resync_owed = true;
@@ -178,11 +185,28 @@ impl Publisher {
         batch.open_conns = out.open_conns;
         if batch.is_empty() {
             self.pending = batch;
+            if let Some(tap) = &mut self.tap {
+                tap.send(None);
+            }
             return true;
         }
         self.seq += 1;
         batch.seq = self.seq;
         batch.dropped_events = self.dropped_events;
+        if let Some(tap) = &mut self.tap {
+            // What the consumer is told, less the inspector's snapshots
+            // (the recording has every byte) and try-out answers.
+            tap.send(Some(Batch {
+                seq: batch.seq,
+                events: batch.events.clone(),
+                counters: batch.counters.clone(),
+                stats: batch.stats.clone(),
+                details: Vec::new(),
+                dropped_events: batch.dropped_events,
+                open_conns: batch.open_conns.clone(),
+                tries: Vec::new(),
+            }));
+        }
         let sent_events = batch.events.len();
         let wake = !(self.heartbeat_only
             && batch.events.is_empty()
@@ -215,6 +239,43 @@ impl Publisher {
                 self.disconnected = true;
                 true
             }
+        }
+    }
+
+    /// Make the next batch resynchronise its consumer (and so start a
+    /// recording with every open connection's counters).
+    pub fn owe_resync(&mut self) {
+        self.resync_owed = true;
+    }
+
+    fn tap_pending(&self) -> bool {
+        self.tap.as_ref().is_some_and(|t| t.has_pending())
+    }
+
+    /// The consumer cannot take this flush: the recording still gets its
+    /// events (counters and stats are latest values, and reach it with the
+    /// next batch that goes out).
+    fn record_events_only(&mut self) {
+        if let Some(tap) = &mut self.tap {
+            let batch = (!self.pending.events.is_empty()).then(|| Batch {
+                events: self.pending.events.clone(),
+                ..Batch::default()
+            });
+            tap.send(batch);
+        }
+    }
+
+    /// Bytes that moved on a connection, for the recording (if one is on).
+    #[inline]
+    pub fn record_bytes(
+        &mut self,
+        at: crate::protocol::Micros,
+        conn: ConnId,
+        dir: crate::protocol::Direction,
+        bytes: &[u8],
+    ) {
+        if let Some(tap) = &mut self.tap {
+            tap.bytes(at, conn, dir, bytes);
         }
     }
 

@@ -450,6 +450,8 @@ fn size_scale(unit: &str) -> Option<u128> {
         "" | "B" => Some(1),
         "KiB" => Some(1 << 10),
         "MiB" => Some(1 << 20),
+        // Only sizes of files (`--record-max 1GiB`) come near it.
+        "GiB" => Some(1 << 30),
         _ => None,
     }
 }
