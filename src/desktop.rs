@@ -77,7 +77,16 @@ fn install_panic_hook() {
 pub struct Startup {
     pub layout: SessionLayout,
     pub layout_path: Option<PathBuf>,
+    /// A recording to open (`muxscope FILE.muxrec`, or a double-click on
+    /// one): the window plays it back and starts no engine.
+    pub recording: Option<PathBuf>,
     pub problems: Vec<String>,
+}
+
+/// Whether a file given on the command line is a recording.
+pub fn is_recording(path: &std::path::Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e == crate::record::EXTENSION)
 }
 
 /// Decide the starting layout. Command-line `--listen`/`--mode` win over
@@ -86,7 +95,8 @@ pub fn startup(cli: &Cli, autosave: Option<&std::path::Path>) -> Startup {
     let mut problems = Vec::new();
     let mut layout_path = None;
     let mut layout = None;
-    if let Some(path) = &cli.layout {
+    let recording = cli.layout.clone().filter(|p| is_recording(p));
+    if let Some(path) = cli.layout.as_ref().filter(|p| !is_recording(p)) {
         match layout::load(path) {
             Ok(l) => {
                 layout = Some(l);
@@ -97,6 +107,8 @@ pub fn startup(cli: &Cli, autosave: Option<&std::path::Path>) -> Startup {
             )),
         }
     } else if let Some(auto) = autosave.filter(|p| p.exists()) {
+        // (also when a recording is opened: its panes are arranged as
+        // the last session's)
         match layout::load(auto) {
             Ok(l) => layout = Some(l),
             Err(e) => {
@@ -120,6 +132,7 @@ pub fn startup(cli: &Cli, autosave: Option<&std::path::Path>) -> Startup {
     Startup {
         layout,
         layout_path,
+        recording,
         problems,
     }
 }
@@ -162,6 +175,20 @@ fn app_from_startup(
     };
     let waker = ctx.clone();
     config.notify = Some(Arc::new(move || waker.request_repaint()));
+    if let Some(path) = &start.recording {
+        match crate::backend::ReplayBackend::open_file(path) {
+            Ok(replay) => {
+                let mut app = MuxscopeApp::new(Box::new(replay), "").with_files(files);
+                app.apply_layout(start.layout, false);
+                for p in problems {
+                    app.notify(p, true);
+                }
+                return Ok(app);
+            }
+            // The window opens on a live engine instead, and says why.
+            Err(e) => problems.push(format!("{e}. Started the live engine instead.")),
+        }
+    }
     let backend: Box<dyn Backend> = match &cli.attach {
         // `--attach URL`: a headless muxscope's engine instead of our own.
         Some(url) => {
@@ -218,6 +245,7 @@ pub fn run(cli: Cli) -> ExitCode {
         layouts_dir: Some(paths::layouts_dir()),
         recent_list: Some(paths::recent_path()),
         log: log.clone(),
+        recordings_dir: Some(paths::recordings_dir()),
         crash_snapshot: Some(remember_for_crash),
     };
     let _ = std::fs::create_dir_all(paths::layouts_dir());

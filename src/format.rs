@@ -49,6 +49,28 @@ pub fn duration_micros(us: u64) -> String {
     }
 }
 
+/// A UTC timestamp for file names, `20261203-071203`, from Unix seconds
+/// (Howard Hinnant's days-to-civil; no time-zone database needed).
+pub fn file_stamp(unix_secs: u64) -> String {
+    let days = (unix_secs / 86_400) as i64;
+    let secs = unix_secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}-{:02}{:02}{:02}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,5 +90,12 @@ mod tests {
         assert_eq!(duration_micros(245_000_000), "4m05s");
         assert_eq!(count(123.0), "123");
         assert_eq!(count(45_600.0), "45.6k");
+    }
+
+    #[test]
+    fn file_stamps_are_utc_calendar_times() {
+        assert_eq!(file_stamp(0), "19700101-000000");
+        assert_eq!(file_stamp(951_782_400), "20000229-000000");
+        assert_eq!(file_stamp(1_796_281_923), "20261203-071203");
     }
 }

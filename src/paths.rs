@@ -16,6 +16,11 @@ pub fn layouts_dir() -> PathBuf {
     data_dir().join("layouts")
 }
 
+/// Where the Record button writes, and the open dialog looks.
+pub fn recordings_dir() -> PathBuf {
+    data_dir().join("recordings")
+}
+
 /// The last session, written on exit and periodically, restored on start.
 pub fn autosave_path() -> PathBuf {
     data_dir().join("last-session.muxscope.ron")

@@ -222,3 +222,77 @@ fn a_path_that_cannot_be_written_is_an_error_at_start() {
         "{err}"
     );
 }
+
+#[test]
+fn a_recording_played_back_shows_the_table_and_transcript_as_of_the_position() {
+    use muxscope::backend::{Backend, ReplayBackend};
+    use muxscope::monitor::Monitor;
+    use muxscope::protocol::{Command, ConnId, ConnState};
+    let (_dir, path) = temp("record-playback");
+    let engine = engine_recording(&path);
+    let addr = engine.local_addr().unwrap();
+    let mut a = TcpStream::connect(addr).unwrap();
+    a.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut sent = Vec::new();
+    for i in 0..12 {
+        let line = format!("line {i}\n");
+        a.write_all(line.as_bytes()).unwrap();
+        let mut back = vec![0; line.len()];
+        a.read_exact(&mut back).unwrap();
+        sent.extend_from_slice(line.as_bytes());
+        std::thread::sleep(Duration::from_millis(120));
+    }
+    drop(a);
+    std::thread::sleep(Duration::from_millis(300));
+    engine.shutdown();
+
+    let mut replay = ReplayBackend::open_file(&path).unwrap();
+    replay.index_all();
+    let (start, end) = (replay.timeline.start, replay.timeline.end);
+    assert!(end > start + 1_000_000, "{start}..{end}");
+    let mut monitor = Monitor::default();
+    replay.timeline.seek = Some(end);
+    replay.drain_into(&mut monitor, Duration::from_secs(5));
+    let row = monitor
+        .connections
+        .get(ConnId(1))
+        .expect("the client's row");
+    assert!(matches!(row.state, ConnState::Closed(_)), "{:?}", row.state);
+    assert_eq!(row.rx_bytes, sent.len() as u64);
+    replay.send(Command::Inspect { conn: ConnId(1) });
+    replay.drain_into(&mut monitor, Duration::from_secs(5));
+    let detail = monitor
+        .detail(ConnId(1))
+        .expect("a closed connection's bytes");
+    let rx: Vec<u8> = detail
+        .transcript
+        .iter()
+        .filter(|c| c.dir == Direction::Rx)
+        .flat_map(|c| c.bytes.clone())
+        .collect();
+    assert_eq!(rx, sent, "every byte it sent, at the end");
+
+    // Back to the middle: fewer bytes, and the row open again.
+    let mid = start + (end - start) / 2;
+    replay.timeline.seek = Some(mid);
+    replay.drain_into(&mut monitor, Duration::from_secs(5));
+    let row = monitor.connections.get(ConnId(1)).expect("the row");
+    assert_eq!(row.state, ConnState::Open);
+    assert!(
+        row.rx_bytes > 0 && row.rx_bytes < sent.len() as u64,
+        "{}",
+        row.rx_bytes
+    );
+    let detail = monitor.detail(ConnId(1)).expect("detail as of the middle");
+    let rx: Vec<u8> = detail
+        .transcript
+        .iter()
+        .filter(|c| c.dir == Direction::Rx)
+        .flat_map(|c| c.bytes.clone())
+        .collect();
+    assert_eq!(
+        rx,
+        sent[..row.rx_bytes as usize],
+        "the bytes up to the middle"
+    );
+}

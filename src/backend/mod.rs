@@ -10,6 +10,9 @@ pub use local::LocalBackend;
 mod remote;
 pub use remote::{RemoteBackend, ws_url_for_page};
 
+pub mod replay;
+pub use replay::{ReplayBackend, Timeline};
+
 use crate::monitor::Monitor;
 use crate::protocol::{Batch, Command};
 use std::time::Duration;
@@ -19,9 +22,20 @@ use web_time::Instant;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BackendStatus {
     InProcess,
-    Connecting { url: String },
-    Connected { url: String },
-    Disconnected { url: String, error: String },
+    Connecting {
+        url: String,
+    },
+    Connected {
+        url: String,
+    },
+    Disconnected {
+        url: String,
+        error: String,
+    },
+    /// A recording, played back.
+    Replay {
+        name: String,
+    },
 }
 
 impl BackendStatus {
@@ -31,6 +45,9 @@ impl BackendStatus {
             BackendStatus::Connecting { url } => format!("connecting to {url}…"),
             BackendStatus::Connected { url } => format!("attached to {url}"),
             BackendStatus::Disconnected { url, error } => format!("lost {url}: {error}"),
+            BackendStatus::Replay { name } => {
+                format!("recording {name} (played back: kicks, injects and faults do nothing)")
+            }
         }
     }
 }
@@ -43,6 +60,11 @@ pub trait Backend {
     fn send(&mut self, cmd: Command);
 
     fn status(&self) -> BackendStatus;
+
+    /// The playback controls, for a backend that plays a recording.
+    fn timeline(&mut self) -> Option<&mut Timeline> {
+        None
+    }
 }
 
 /// The shared drain loop: absorb batches from `next` until it runs dry or

@@ -36,6 +36,9 @@ pub struct Monitor {
     pub batches: u64,
     /// The engine's answer to the latest `TryScenario`.
     pub last_try: Option<Result<crate::scenario::TryReport, String>>,
+    /// A recording played back says what "now" is; time does not run on
+    /// its own.
+    fixed_clock: Option<Micros>,
 }
 
 impl Monitor {
@@ -82,10 +85,18 @@ impl Monitor {
     /// The engine's clock now, estimated from the newest data and the time
     /// elapsed since it arrived.
     pub fn engine_now(&self) -> Micros {
+        if let Some(t) = self.fixed_clock {
+            return t;
+        }
         match self.engine_clock {
             Some((at, seen)) => at + seen.elapsed().as_micros() as Micros,
             None => 0,
         }
+    }
+
+    /// Freeze "now" at `at` (a recording's playback position).
+    pub fn set_fixed_clock(&mut self, at: Micros) {
+        self.fixed_clock = Some(at);
     }
 
     pub fn detail(&self, id: ConnId) -> Option<&ConnDetail> {

@@ -43,6 +43,8 @@ pub struct AppFiles {
     pub recent_list: Option<PathBuf>,
     /// The log file, when logging goes to a file.
     pub log: Option<PathBuf>,
+    /// Where the ⏺ Record button writes (none: it asks where).
+    pub recordings_dir: Option<PathBuf>,
     /// Handed the layout every few seconds, for the shell's panic hook to
     /// restore after a crash. The shell passes it in; the UI does not know
     /// which shell hosts it.
@@ -73,6 +75,8 @@ pub struct MuxscopeApp {
     /// Likewise the faults for new connections and the accept fault.
     pending_faults: Option<crate::faults::Faults>,
     pending_accept_fault: Option<Option<crate::faults::AcceptFault>>,
+    /// The live backend and its model, kept while a recording is shown.
+    live: Option<(Box<dyn Backend>, Monitor)>,
 }
 
 impl MuxscopeApp {
@@ -98,6 +102,7 @@ impl MuxscopeApp {
             pending_mode: None,
             pending_faults: None,
             pending_accept_fault: None,
+            live: None,
         }
     }
 
@@ -169,6 +174,71 @@ impl MuxscopeApp {
 
     pub fn backend_status(&self) -> BackendStatus {
         self.backend.status()
+    }
+
+    // ---- recordings --------------------------------------------------------
+
+    /// Show a recording instead of the live engine, which goes on
+    /// (its clients stay connected) until the recording is closed.
+    pub fn show_recording(&mut self, replay: crate::backend::ReplayBackend) {
+        let replay: Box<dyn Backend> = Box::new(replay);
+        let old = std::mem::replace(&mut self.backend, replay);
+        let old_monitor = std::mem::take(&mut self.monitor);
+        if old_status_is_live(&old.status()) && self.live.is_none() {
+            self.live = Some((old, old_monitor));
+        }
+        self.selection = Selection::default();
+        self.focus_events_on = None;
+    }
+
+    /// The playback controls, while a recording is shown.
+    pub fn timeline(&mut self) -> Option<&mut crate::backend::Timeline> {
+        self.backend.timeline()
+    }
+
+    /// Back to the live engine, if there is one.
+    pub fn close_recording(&mut self) {
+        if let Some((backend, monitor)) = self.live.take() {
+            self.backend = backend;
+            self.monitor = monitor;
+            self.selection = Selection::default();
+        }
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn open_recording(&mut self, path: &Path) {
+        match crate::backend::ReplayBackend::open_file(path) {
+            Ok(replay) => {
+                self.show_recording(replay);
+                self.notify(format!("Opened the recording {}", path.display()), false);
+            }
+            Err(e) => self.notify(e, true),
+        }
+    }
+
+    /// Ask the engine to record into `path`.
+    pub fn record_to(&mut self, path: &Path) {
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        self.send(Command::StartRecording {
+            path: path.display().to_string(),
+            max_bytes: None,
+            rotate: false,
+        });
+    }
+
+    /// Where the ⏺ Record button writes: a fresh, dated file.
+    fn default_recording_path(&self) -> Option<PathBuf> {
+        let dir = self.files.recordings_dir.as_ref()?;
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        Some(dir.join(format!(
+            "session-{}.muxrec",
+            crate::format::file_stamp(secs)
+        )))
     }
 
     // ---- layouts ---------------------------------------------------------
@@ -461,6 +531,48 @@ impl MuxscopeApp {
         });
     }
 
+    /// Open / record / close entries of the File menu.
+    fn recording_file_items(&mut self, ui: &mut egui::Ui) {
+        let dir = self
+            .files
+            .recordings_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("."));
+        if ui
+            .button("Open recording…")
+            .on_hover_text("Play back a .muxrec file: every pane shows the session as of the timeline's position")
+            .clicked()
+        {
+            self.dialog = Some(FileDialog::new(DialogKind::Open, FileKind::Recording, &dir, None));
+            ui.close();
+        }
+        let live = matches!(self.backend.status(), BackendStatus::InProcess);
+        if ui
+            .add_enabled(live, egui::Button::new("Record to…"))
+            .on_hover_text("Record every event and byte into a file you name")
+            .on_disabled_hover_text("Only an engine in this window can be recorded from here; a headless one records with --record FILE")
+            .clicked()
+        {
+            let suggestion = self.default_recording_path();
+            self.dialog = Some(FileDialog::new(
+                DialogKind::SaveAs,
+                FileKind::Recording,
+                &dir,
+                suggestion.as_deref(),
+            ));
+            ui.close();
+        }
+        if self.backend.timeline().is_some()
+            && ui
+                .add_enabled(self.live.is_some(), egui::Button::new("Close recording"))
+                .on_hover_text("Back to the live engine")
+                .clicked()
+        {
+            self.close_recording();
+            ui.close();
+        }
+    }
+
     fn menu_bar(&mut self, ui: &mut egui::Ui) {
         egui::MenuBar::new().ui(ui, |ui| {
             ui.menu_button("File", |ui| {
@@ -486,6 +598,8 @@ impl MuxscopeApp {
                         self.scenario_dialog(DialogKind::Open);
                         ui.close();
                     }
+                    ui.separator();
+                    self.recording_file_items(ui);
                     ui.separator();
                     if ui.button("Quit").clicked() {
                         ui.close();
@@ -578,17 +692,35 @@ impl MuxscopeApp {
         let ctx = ui.ctx().clone();
         self.apply_style(&ctx);
         egui::Panel::top("menu").show(ui, |ui| self.menu_bar(ui));
+        let playback = self.backend.timeline().is_some();
         let mut pane_ctx = PaneCtx {
             monitor: &mut self.monitor,
             selection: &mut self.selection,
             commands: &mut self.commands,
             focus_events_on: &mut self.focus_events_on,
+            playback,
         };
+        self.server_bar.can_record = matches!(self.backend.status(), BackendStatus::InProcess);
+        self.server_bar.read_only = self.backend.timeline().is_some();
         egui::Panel::top("server-bar").show(ui, |ui| {
             ui.add_space(2.0);
             self.server_bar.ui(ui, &mut pane_ctx);
             ui.add_space(2.0);
         });
+        if std::mem::take(&mut self.server_bar.record_clicked) {
+            match self.default_recording_path() {
+                Some(path) => self.record_to(&path),
+                // No data folder (the web): ask where.
+                None => {
+                    self.dialog = Some(FileDialog::new(
+                        DialogKind::SaveAs,
+                        FileKind::Recording,
+                        Path::new("."),
+                        None,
+                    ))
+                }
+            }
+        }
         if !self.notices.is_empty() {
             egui::Panel::top("notices").show(ui, |ui| self.notices_ui(ui));
         }
@@ -602,6 +734,14 @@ impl MuxscopeApp {
                 });
             });
         });
+        let selected = self.selection.primary;
+        if let Some(timeline) = self.backend.timeline() {
+            egui::Panel::bottom("timeline").show(ui, |ui| {
+                ui.add_space(2.0);
+                super::timeline::ui(ui, timeline, selected);
+                ui.add_space(2.0);
+            });
+        }
         // The selection's throughput is followed whether or not the plot
         // shows it, so switching the plot to it shows some history.
         self.monitor.rates.watch(&self.selection.primary_first());
@@ -610,6 +750,7 @@ impl MuxscopeApp {
             selection: &mut self.selection,
             commands: &mut self.commands,
             focus_events_on: &mut self.focus_events_on,
+            playback,
         };
         egui::CentralPanel::default().show(ui, |ui| {
             let mut behavior = Behavior {
@@ -634,6 +775,11 @@ impl MuxscopeApp {
                         (DialogKind::SaveAs, FileKind::Layout) => self.save_layout_to(&path),
                         (DialogKind::Open, FileKind::Scenario) => self.open_scenario(&path),
                         (DialogKind::SaveAs, FileKind::Scenario) => self.save_scenario_to(&path),
+                        #[cfg(not(target_arch = "wasm32"))]
+                        (DialogKind::Open, FileKind::Recording) => self.open_recording(&path),
+                        #[cfg(target_arch = "wasm32")]
+                        (DialogKind::Open, FileKind::Recording) => {}
+                        (DialogKind::SaveAs, FileKind::Recording) => self.record_to(&path),
                     }
                 }
             }
@@ -658,6 +804,11 @@ impl MuxscopeApp {
         self.last_snapshot = Some(Instant::now());
         remember(&self.layout());
     }
+}
+
+/// Whether a backend is a live engine (kept while a recording is shown).
+fn old_status_is_live(status: &BackendStatus) -> bool {
+    !matches!(status, BackendStatus::Replay { .. })
 }
 
 impl eframe::App for MuxscopeApp {

@@ -18,6 +18,7 @@ pub enum DialogKind {
 pub enum FileKind {
     Layout,
     Scenario,
+    Recording,
 }
 
 impl FileKind {
@@ -25,6 +26,7 @@ impl FileKind {
         match self {
             FileKind::Layout => crate::layout::FILE_SUFFIX,
             FileKind::Scenario => crate::scenario::FILE_SUFFIX,
+            FileKind::Recording => ".muxrec",
         }
     }
 
@@ -32,6 +34,7 @@ impl FileKind {
         match self {
             FileKind::Layout => "layout",
             FileKind::Scenario => "scenario",
+            FileKind::Recording => "recording",
         }
     }
 }
@@ -92,6 +95,7 @@ impl FileDialog {
                 let stem = match file {
                     FileKind::Layout => "session",
                     FileKind::Scenario => "server",
+                    FileKind::Recording => "session",
                 };
                 dir.join(format!("{stem}{}", file.suffix()))
                     .display()

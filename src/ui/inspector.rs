@@ -177,7 +177,8 @@ impl InspectorPane {
             return;
         };
         let closed = matches!(counters.state, ConnState::Closed(_));
-        if !closed {
+        // A recording still has a closed connection's bytes.
+        if !closed || ctx.playback {
             self.request_detail(ctx, id, counters.last_activity);
         }
         let now = ctx.monitor.engine_now();
@@ -192,7 +193,7 @@ impl InspectorPane {
             }
         });
         ui.horizontal_wrapped(|ui| {
-            ui.add_enabled_ui(!closed, |ui| {
+            ui.add_enabled_ui(!closed && !ctx.playback, |ui| {
                 if let Some(cmd) = super::conn_action_buttons(ui, &[id], counters.read_paused) {
                     ctx.commands.push(cmd);
                 }

@@ -14,6 +14,7 @@ pub mod scenario;
 pub mod selection;
 pub mod server_bar;
 pub mod tiles;
+pub mod timeline;
 
 pub use app::MuxscopeApp;
 pub use selection::Selection;
@@ -29,6 +30,9 @@ pub struct PaneCtx<'a> {
     pub commands: &'a mut Vec<Command>,
     /// Set by a pane that wants the event log narrowed to connections.
     pub focus_events_on: &'a mut Option<Vec<ConnId>>,
+    /// The data is a recording played back: nothing can be steered, and
+    /// closed connections still have their bytes.
+    pub playback: bool,
 }
 
 /// A label followed by a widget named by it, so screen readers and

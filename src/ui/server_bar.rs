@@ -17,14 +17,98 @@ pub struct ServerBar {
     /// asked (a viewer attached to a running server): the field then shows
     /// the engine's address.
     pub requested: String,
+    /// The backend can record (an engine in this process).
+    pub can_record: bool,
+    /// Set when Record was clicked; the app picks the file.
+    pub record_clicked: bool,
+    /// A recording is shown: what it says, without controls.
+    pub read_only: bool,
 }
 
 impl ServerBar {
+    /// ⏺ Record, or the recording's elapsed time and size with ⏹ Stop.
+    fn recording_ui(
+        &mut self,
+        ui: &mut Ui,
+        ctx: &mut PaneCtx,
+        stats: Option<&crate::protocol::EngineStats>,
+    ) {
+        let recording = stats.and_then(|s| s.recording.as_deref());
+        match recording {
+            Some(r) if r.ended.is_none() => {
+                let elapsed = ctx.monitor.engine_now().saturating_sub(r.started_at);
+                let secs = elapsed / 1_000_000;
+                let text = format!(
+                    "⏺ REC {}:{:02} · {}",
+                    secs / 60,
+                    secs % 60,
+                    format::bytes(r.bytes)
+                );
+                let mut hover = format!("Recording every event and byte to {}", r.path);
+                if r.part > 1 {
+                    hover.push_str(&format!(" (part {})", r.part));
+                }
+                ui.label(RichText::new(text).color(error_color(ui)).strong())
+                    .on_hover_text(hover);
+                if r.lost_events > 0 || r.lost_bytes > 0 {
+                    ui.label(
+                        RichText::new(format!(
+                            "⚠ lost {} events, {}",
+                            r.lost_events,
+                            format::bytes(r.lost_bytes)
+                        ))
+                        .color(warn_color(ui)),
+                    )
+                    .on_hover_text("The disk could not keep up; the file says exactly what is missing and where.");
+                }
+                if self.can_record
+                    && ui
+                        .button("⏹ Stop")
+                        .on_hover_text("Stop recording and close the file")
+                        .clicked()
+                {
+                    ctx.commands.push(Command::StopRecording);
+                }
+            }
+            _ if self.can_record => {
+                let button = ui.button("⏺ Record").on_hover_text(
+                    "Record every event and every byte, both ways, of every connection to a .muxrec file (File → Open recording… plays it back)",
+                );
+                let button = match recording.and_then(|r| r.ended.as_ref().map(|e| (r, e))) {
+                    Some((r, why)) => {
+                        button.on_hover_text(format!("Last recording: {} ({why})", r.path))
+                    }
+                    None => button,
+                };
+                if button.clicked() {
+                    self.record_clicked = true;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A recording's server, as of the playback position: no controls.
+    fn recorded_ui(ui: &mut Ui, stats: Option<&crate::protocol::EngineStats>) {
+        ui.label(RichText::new("▶ recording").strong());
+        let Some(s) = stats else { return };
+        match &s.listen {
+            ListenState::Listening(addr) => ui.label(format!("listened on {addr}")),
+            ListenState::Stopped => ui.label(RichText::new("not listening").weak()),
+            ListenState::Failed { error, .. } => ui.label(format!("could not listen: {error}")),
+        };
+        ui.separator();
+        ui.label(format!("mode {}", s.mode));
+    }
+
     pub fn new(listen: &str) -> Self {
         ServerBar {
             listen_text: listen.to_owned(),
             edited: false,
             requested: listen.to_owned(),
+            can_record: false,
+            record_clicked: false,
+            read_only: false,
         }
     }
 
@@ -54,6 +138,10 @@ impl ServerBar {
             self.listen_text = addr.to_string();
         }
         ui.horizontal_wrapped(|ui| {
+            if self.read_only {
+                Self::recorded_ui(ui, stats.as_ref());
+                return;
+            }
             let edit = labelled(ui, "Listen", |ui| {
                 ui.add(egui::TextEdit::singleline(&mut self.listen_text).desired_width(150.0))
             });
@@ -104,6 +192,8 @@ impl ServerBar {
                     ctx.commands.push(Command::SetMode(mode));
                 }
             }
+            ui.separator();
+            self.recording_ui(ui, ctx, stats.as_ref());
         });
         if let Some(ListenState::Failed { error, .. }) = &listen {
             ui.label(

@@ -104,6 +104,18 @@ impl egui_tiles::Behavior<PaneKind> for Behavior<'_, '_> {
     }
 
     fn pane_ui(&mut self, ui: &mut egui::Ui, _tile_id: TileId, pane: &mut PaneKind) -> UiResponse {
+        let steers = matches!(
+            pane,
+            PaneKind::Inject | PaneKind::Faults | PaneKind::Scenario
+        );
+        if steers && self.ctx.playback {
+            // Shown as it is, but inert: a recording has no engine to steer.
+            ui.label(
+                egui::RichText::new("A recording is played back: nothing here reaches a server.")
+                    .color(super::warn_color(ui)),
+            );
+            ui.disable();
+        }
         egui::Frame::new()
             .inner_margin(4.0)
             .show(ui, |ui| match pane {

@@ -1,0 +1,195 @@
+//! Recording from the window and playing a recording back on its timeline,
+//! driven through the accessibility tree like a user would.
+
+mod temp_dir;
+use clap::Parser;
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable as _;
+use muxscope::backend::BackendStatus;
+use muxscope::cli::Cli;
+use muxscope::protocol::{ConnId, ConnState, ListenState};
+use muxscope::ui::MuxscopeApp;
+use muxscope::ui::app::AppFiles;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use temp_dir::TempDir;
+
+fn app(dir: PathBuf) -> Harness<'static, MuxscopeApp> {
+    let cli = Cli::parse_from(["muxscope", "--listen", "127.0.0.1:0"]);
+    let files = AppFiles {
+        recordings_dir: Some(dir),
+        ..AppFiles::default()
+    };
+    Harness::builder()
+        .with_size(egui::vec2(1400.0, 900.0))
+        .build_eframe(move |cc| {
+            muxscope::desktop::local_app(&cc.egui_ctx, &cli)
+                .expect("engine starts")
+                .with_files(files)
+        })
+}
+
+fn step_until(
+    h: &mut Harness<'static, MuxscopeApp>,
+    what: &str,
+    check: impl Fn(&mut MuxscopeApp) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !check(h.state_mut()) {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        h.step();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn click(h: &mut Harness<'static, MuxscopeApp>, label: &str) {
+    h.get_by_label(label).click();
+    h.run_steps(2);
+}
+
+fn position(h: &mut Harness<'static, MuxscopeApp>) -> u64 {
+    h.state_mut()
+        .timeline()
+        .expect("a recording is shown")
+        .position
+}
+
+#[test]
+fn record_from_the_window_then_play_it_back_seek_and_jump() {
+    let dir = TempDir::new("recording-ui");
+    let mut h = app(dir.to_path_buf());
+    step_until(&mut h, "listening", |a| {
+        matches!(
+            a.monitor.stats.as_ref().map(|s| &s.listen),
+            Some(ListenState::Listening(_))
+        )
+    });
+    let Some(ListenState::Listening(addr)) =
+        h.state().monitor.stats.as_ref().map(|s| s.listen.clone())
+    else {
+        unreachable!()
+    };
+
+    click(&mut h, "⏺ Record");
+    step_until(&mut h, "the recording to start", |a| {
+        a.monitor
+            .stats
+            .as_ref()
+            .and_then(|s| s.recording.as_ref())
+            .is_some_and(|r| r.ended.is_none())
+    });
+    let mut client = TcpStream::connect(addr).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    for line in ["hello\n", "world\n", "again\n"] {
+        client.write_all(line.as_bytes()).unwrap();
+        let mut back = [0u8; 6];
+        client.read_exact(&mut back).unwrap();
+        // Gaps, so the timeline has distinct events to jump between.
+        std::thread::sleep(Duration::from_millis(400));
+        h.run_steps(2);
+    }
+    drop(client);
+    step_until(&mut h, "the client to close", |a| {
+        a.monitor
+            .connections
+            .get(ConnId(1))
+            .is_some_and(|c| matches!(c.state, ConnState::Closed(_)))
+    });
+    click(&mut h, "⏹ Stop");
+    step_until(&mut h, "the recording to end", |a| {
+        a.monitor
+            .stats
+            .as_ref()
+            .and_then(|s| s.recording.as_ref())
+            .is_some_and(|r| r.ended.is_some())
+    });
+    let files = muxscope::ui::file_dialog::list_files(dir.path(), ".muxrec");
+    assert_eq!(files.len(), 1, "{files:?}");
+    let name = files[0].file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.starts_with("session-"), "{name}");
+
+    // Open it: the same window, on the recording.
+    click(&mut h, "File");
+    click(&mut h, "Open recording…");
+    click(&mut h, &name);
+    click(&mut h, "Open");
+    assert!(matches!(
+        h.state().backend_status(),
+        BackendStatus::Replay { .. }
+    ));
+    h.run_steps(3);
+    assert!(
+        h.state().monitor.connections.get(ConnId(1)).is_none(),
+        "at the start nobody is connected yet"
+    );
+
+    // Play at 10×: the client appears and its bytes arrive.
+    h.state_mut().timeline().unwrap().speed = 10.0;
+    click(&mut h, "▶ Play");
+    step_until(&mut h, "the client's row to play back", |a| {
+        a.monitor
+            .connections
+            .get(ConnId(1))
+            .is_some_and(|c| c.rx_bytes >= 6)
+    });
+    click(&mut h, "⏸ Pause playback");
+    let paused_at = position(&mut h);
+    h.run_steps(3);
+    std::thread::sleep(Duration::from_millis(100));
+    h.run_steps(3);
+    assert_eq!(position(&mut h), paused_at, "paused means paused");
+
+    // Seek to the end: the row is closed with all 18 bytes each way.
+    let end = h.state_mut().timeline().unwrap().end;
+    h.state_mut().timeline().unwrap().seek = Some(end);
+    step_until(&mut h, "the end of the recording", |a| {
+        a.monitor.connections.get(ConnId(1)).is_some_and(|c| {
+            matches!(c.state, ConnState::Closed(_)) && c.rx_bytes == 18 && c.tx_bytes == 18
+        })
+    });
+
+    // Select the row; jump back through its events, then forward.
+    h.state_mut().selection.primary = Some(ConnId(1));
+    h.state_mut().selection.conns = [ConnId(1)].into();
+    h.run_steps(2);
+    let at_end = position(&mut h);
+    click(&mut h, "⏮ Prev event");
+    h.run_steps(2);
+    let prev = position(&mut h);
+    assert!(prev < at_end, "previous event {prev} before {at_end}");
+    click(&mut h, "⏮ Prev event");
+    h.run_steps(2);
+    let prev2 = position(&mut h);
+    assert!(prev2 < prev, "{prev2} before {prev}");
+    click(&mut h, "Next event ⏭");
+    h.run_steps(2);
+    assert_eq!(position(&mut h), prev, "next goes back to where prev was");
+
+    // The inspector reads the transcript back from the file.
+    h.run_steps(3);
+    let detail = h
+        .state()
+        .monitor
+        .detail(ConnId(1))
+        .cloned()
+        .expect("inspected");
+    let rx: Vec<u8> = detail
+        .transcript
+        .iter()
+        .filter(|c| c.dir == muxscope::protocol::Direction::Rx)
+        .flat_map(|c| c.bytes.clone())
+        .collect();
+    assert!(
+        b"hello\nworld\nagain\n".starts_with(&rx) && !rx.is_empty(),
+        "{rx:?}"
+    );
+
+    // Back to the live engine, which kept running.
+    click(&mut h, "File");
+    click(&mut h, "Close recording");
+    assert_eq!(h.state().backend_status(), BackendStatus::InProcess);
+}
