@@ -16,6 +16,7 @@ cd "$(dirname "$0")/.."
 # Pinned, so that a new cargo-deb cannot change the package under CI.
 cargo_deb_version=3.8.0
 layout_mime=application/x-muxscope-layout
+recording_mime=application/x-muxscope-recording
 
 if ! command -v dpkg >/dev/null; then
   echo "error: the package check needs a Debian/Ubuntu system (dpkg)" >&2
@@ -83,6 +84,14 @@ check $r "xdg-mime names muxscope.desktop as the default for $layout_mime"
 echo "== the MIME database (/usr/share/mime/globs2) maps *.muxscope.ron"
 grep -F ":$layout_mime:*.muxscope.ron" /usr/share/mime/globs2 && r=ok || r=bad
 check $r "update-mime-database ran: *.muxscope.ron is $layout_mime"
+
+echo "== recordings: $recording_mime"
+default=$(xdg-mime query default "$recording_mime" || true)
+echo "$default"
+[ "$default" = muxscope.desktop ] && r=ok || r=bad
+check $r "xdg-mime names muxscope.desktop as the default for $recording_mime"
+grep -F ":$recording_mime:*.muxrec" /usr/share/mime/globs2 && r=ok || r=bad
+check $r "update-mime-database ran: *.muxrec is $recording_mime"
 
 echo "== muxscope --version (the installed /usr/bin/muxscope)"
 want="muxscope $(cargo pkgid | sed 's/.*[#@]//')"

@@ -197,7 +197,17 @@ fn app_from_startup(
                 waker.request_repaint()
             }))
         }
-        None => Box::new(LocalBackend::spawn(config)?),
+        None => match LocalBackend::spawn(config.clone()) {
+            Ok(local) => Box::new(local),
+            // A recording that cannot be written must not keep the window
+            // from opening: it opens without, and says why.
+            Err(e) if config.record.is_some() => {
+                problems.push(format!("Not recording: {e}"));
+                config.record = None;
+                Box::new(LocalBackend::spawn(config)?)
+            }
+            Err(e) => return Err(e),
+        },
     };
     // Attached to another muxscope, this window has asked for no address.
     let requested = if cli.attach.is_some() {
@@ -247,6 +257,7 @@ pub fn run(cli: Cli) -> ExitCode {
         log: log.clone(),
         recordings_dir: Some(paths::recordings_dir()),
         crash_snapshot: Some(remember_for_crash),
+        ..AppFiles::default()
     };
     let _ = std::fs::create_dir_all(paths::layouts_dir());
     let start = startup(&cli, Some(&autosave));

@@ -65,6 +65,22 @@ impl Summary {
             line.push_str(" | ");
             line.push_str(&terminal_safe(error, MAX_LINE_TEXT));
         }
+        if let Some(r) = &s.recording {
+            match &r.ended {
+                None => line.push_str(&format!(" | rec {}", format::bytes(r.bytes))),
+                Some(why) => {
+                    line.push_str(" | recording stopped: ");
+                    line.push_str(&terminal_safe(why, MAX_LINE_TEXT));
+                }
+            }
+            if r.lost_events > 0 || r.lost_bytes > 0 {
+                line.push_str(&format!(
+                    " (LOST {} events, {})",
+                    r.lost_events,
+                    format::bytes(r.lost_bytes)
+                ));
+            }
+        }
         line
     }
 }
@@ -134,6 +150,12 @@ impl Headless {
         }
         let faults = faults_line(&config);
         let scenario = config.scenario.as_ref().map(|s| scenario_line(s));
+        let recording = config.record.as_ref().map(|r| {
+            format!(
+                "muxscope recording to {}",
+                terminal_safe(&r.path.display().to_string(), 1024)
+            )
+        });
         let engine =
             EngineHandle::spawn(config).map_err(|e| format!("cannot start the engine: {e}"))?;
         match engine.initial_listen() {
@@ -142,7 +164,7 @@ impl Headless {
             ListenState::Stopped => println!("muxscope running without a listener"),
         }
         println!("{faults}");
-        if let Some(line) = scenario {
+        for line in scenario.into_iter().chain(recording) {
             println!("{line}");
         }
         let mut server = None;

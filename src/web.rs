@@ -60,8 +60,17 @@ async fn run() -> Result<(), String> {
                 }
                 let ctx = cc.egui_ctx.clone();
                 let backend = RemoteBackend::connect(url, move || ctx.request_repaint());
+                let _ = PICKER_CTX.with(|c| c.set(cc.egui_ctx.clone()));
+                let files = crate::ui::app::AppFiles {
+                    pick_recording: Some(pick_recording),
+                    picked_recording: Some(take_picked),
+                    read_dropped: Some(read_dropped),
+                    ..Default::default()
+                };
                 Ok(Box::new(
-                    MuxscopeApp::new(Box::new(backend), "").restore_from_storage(cc.storage),
+                    MuxscopeApp::new(Box::new(backend), "")
+                        .restore_from_storage(cc.storage)
+                        .with_files(files),
                 ))
             }),
         )
@@ -71,6 +80,69 @@ async fn run() -> Result<(), String> {
         note.remove();
     }
     Ok(())
+}
+
+thread_local! {
+    /// The file the picker read, until the app takes it.
+    static PICKED: std::cell::RefCell<Option<(String, Vec<u8>)>> = const { std::cell::RefCell::new(None) };
+    /// To wake the app once the file is read.
+    static PICKER_CTX: std::cell::OnceCell<egui::Context> = const { std::cell::OnceCell::new() };
+}
+
+/// Open the browser's file picker for a `.muxrec`; the file is read
+/// asynchronously and handed to the app by [`take_picked`].
+fn pick_recording() {
+    let Some(document) = web_sys::window().and_then(|w| w.document()) else {
+        return;
+    };
+    let Ok(input) = document
+        .create_element("input")
+        .map(|e| e.unchecked_into::<web_sys::HtmlInputElement>())
+    else {
+        return;
+    };
+    input.set_type("file");
+    input.set_accept(".muxrec");
+    let chosen = input.clone();
+    let on_change = wasm_bindgen::closure::Closure::once_into_js(move || {
+        let Some(file) = chosen.files().and_then(|f| f.get(0)) else {
+            return;
+        };
+        let name = file.name();
+        wasm_bindgen_futures::spawn_local(async move {
+            match wasm_bindgen_futures::JsFuture::from(file.array_buffer()).await {
+                Ok(buffer) => hand_over(name, js_sys::Uint8Array::new(&buffer).to_vec()),
+                Err(e) => log::error!("reading {name} failed: {e:?}"),
+            }
+        });
+    });
+    input.set_onchange(Some(on_change.unchecked_ref()));
+    input.click();
+}
+
+/// Read a recording dropped on the page, then hand it over as the picker
+/// does.
+fn read_dropped(file: egui::DroppedFileHandle) {
+    wasm_bindgen_futures::spawn_local(async move {
+        let name = file.path().display().to_string();
+        match file.bytes_async().await {
+            Ok(bytes) => hand_over(name, bytes),
+            Err(e) => log::error!("reading {name} failed: {e}"),
+        }
+    });
+}
+
+fn hand_over(name: String, bytes: Vec<u8>) {
+    PICKED.with(|p| *p.borrow_mut() = Some((name, bytes)));
+    PICKER_CTX.with(|c| {
+        if let Some(ctx) = c.get() {
+            ctx.request_repaint();
+        }
+    });
+}
+
+fn take_picked() -> Option<(String, Vec<u8>)> {
+    PICKED.with(|p| p.borrow_mut().take())
 }
 
 fn show_loading_note(text: &str) {

@@ -49,6 +49,12 @@ pub struct AppFiles {
     /// restore after a crash. The shell passes it in; the UI does not know
     /// which shell hosts it.
     pub crash_snapshot: Option<fn(&SessionLayout)>,
+    /// The browser's file picker for a recording (the web has no paths)…
+    pub pick_recording: Option<fn()>,
+    /// …and the file it chose, once read: (name, bytes).
+    pub picked_recording: Option<fn() -> Option<(String, Vec<u8>)>>,
+    /// Read a file dropped on the page (the browser reads asynchronously).
+    pub read_dropped: Option<fn(egui::DroppedFileHandle)>,
 }
 
 pub struct MuxscopeApp {
@@ -213,6 +219,48 @@ impl MuxscopeApp {
                 self.notify(format!("Opened the recording {}", path.display()), false);
             }
             Err(e) => self.notify(e, true),
+        }
+    }
+
+    /// A recording the browser's picker read, or one dropped on the window.
+    fn take_opened_recordings(&mut self, ctx: &egui::Context) {
+        let mut opened: Vec<(String, Result<crate::backend::ReplayBackend, String>)> = Vec::new();
+        if let Some((name, bytes)) = self.files.picked_recording.and_then(|take| take()) {
+            let replay = crate::backend::ReplayBackend::open_bytes(bytes, name.clone());
+            opened.push((name, replay));
+        }
+        let dropped = ctx.input_mut(|i| std::mem::take(&mut i.raw.dropped_files));
+        for file in dropped {
+            let name = file
+                .path()
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if !name.ends_with(".muxrec") {
+                self.notify(
+                    format!("{name} is not a recording (*.muxrec): nothing was opened"),
+                    true,
+                );
+                continue;
+            }
+            match self.files.read_dropped {
+                // The browser reads it asynchronously, then hands it over
+                // like the picker does.
+                Some(read) => read(file),
+                #[cfg(not(target_arch = "wasm32"))]
+                None => opened.push((name, crate::backend::ReplayBackend::open_file(file.path()))),
+                #[cfg(target_arch = "wasm32")]
+                None => {}
+            }
+        }
+        for (name, replay) in opened {
+            match replay {
+                Ok(r) => {
+                    self.show_recording(r);
+                    self.notify(format!("Opened the recording {name}"), false);
+                }
+                Err(e) => self.notify(e, true),
+            }
         }
     }
 
@@ -589,6 +637,27 @@ impl MuxscopeApp {
                     self.layout_path = None;
                     ui.close();
                 }
+                // A browser opens a recording through its own picker.
+                if let Some(pick) = self.files.pick_recording {
+                    if ui
+                        .button("Open recording…")
+                        .on_hover_text(
+                            "Play back a .muxrec file from this computer (or drop one on the page)",
+                        )
+                        .clicked()
+                    {
+                        pick();
+                        ui.close();
+                    }
+                    if self.backend.timeline().is_some()
+                        && ui
+                            .add_enabled(self.live.is_some(), egui::Button::new("Close recording"))
+                            .clicked()
+                    {
+                        self.close_recording();
+                        ui.close();
+                    }
+                }
                 // A browser has no files to open or save: the web viewer
                 // keeps its layout in local storage instead.
                 if !cfg!(target_arch = "wasm32") {
@@ -813,6 +882,7 @@ fn old_status_is_live(status: &BackendStatus) -> bool {
 
 impl eframe::App for MuxscopeApp {
     fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
+        self.take_opened_recordings(ctx);
         if self.pump() {
             ctx.request_repaint();
         }
