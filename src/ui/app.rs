@@ -32,6 +32,9 @@ pub struct Notice {
     pub is_error: bool,
 }
 
+/// A file the browser read: its name and bytes.
+pub type PickedFile = (String, Vec<u8>);
+
 /// Where the app's files are; all `None` in tests and on the web.
 #[derive(Clone, Debug, Default)]
 pub struct AppFiles {
@@ -52,7 +55,7 @@ pub struct AppFiles {
     /// The browser's file picker for a recording (the web has no paths)…
     pub pick_recording: Option<fn()>,
     /// …and the file it chose, once read: (name, bytes).
-    pub picked_recording: Option<fn() -> Option<(String, Vec<u8>)>>,
+    pub picked_recording: Option<fn() -> Option<PickedFile>>,
     /// Read a file dropped on the page (the browser reads asynchronously).
     pub read_dropped: Option<fn(egui::DroppedFileHandle)>,
 }
