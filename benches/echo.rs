@@ -43,7 +43,10 @@
 //! then the reference is the same engine without the faults (`plain`),
 //! in the same alternating rounds, and the CPU target is 1.5x. Likewise
 //! `MUXSCOPE_BENCH_SCENARIO=FILE` (a scenario every connection runs, e.g.
-//! `benches/twenty-rules.muxscope-scenario.ron`; the requests are lines).
+//! `benches/twenty-rules.muxscope-scenario.ron`; the requests are lines),
+//! and `MUXSCOPE_BENCH_RECORD=DIR` (the engine records everything into a
+//! file in DIR, deleted after each run; the target is 1.25x, and the
+//! summary says how many MB per minute the recording grew).
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
@@ -72,6 +75,10 @@ const TARGET_CPU_UNDER_FAULTS: f64 = 1.5;
 const FAULT_ENV: &str = "MUXSCOPE_BENCH_FAULT";
 /// The knob that gives the engine child a scenario (a file).
 const SCENARIO_ENV: &str = "MUXSCOPE_BENCH_SCENARIO";
+/// The knob that makes the engine child record (a directory).
+const RECORD_ENV: &str = "MUXSCOPE_BENCH_RECORD";
+/// Recording against the same engine not recording.
+const TARGET_CPU_RECORDING: f64 = 1.25;
 const TARGET_RSS: f64 = 512.0;
 
 type Result<T> = std::result::Result<T, String>;
@@ -210,6 +217,18 @@ fn child_engine() -> Result<()> {
         }
         None => config,
     };
+    // A recording of everything, into a file removed at the end.
+    let recording = std::env::var_os(RECORD_ENV)
+        .map(|dir| std::path::Path::new(&dir).join(format!("bench-{}.muxrec", std::process::id())));
+    let config = EngineConfig {
+        record: recording.clone().map(|path| muxscope::record::writer::RecordingConfig {
+            path,
+            max_bytes: None,
+            at_cap: muxscope::record::writer::AtCap::Stop,
+        }),
+        ..config
+    };
+    let started = Instant::now();
     let engine = EngineHandle::spawn(config).map_err(|e| format!("engine: {e}"))?;
     let addr = engine
         .local_addr()
@@ -229,6 +248,20 @@ fn child_engine() -> Result<()> {
     wait_for_stdin_eof();
     engine.shutdown();
     let viewer = consumer.join().map_err(|_| "viewer panicked".to_owned())?;
+    let recorded = match &recording {
+        Some(path) => {
+            let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+            let _ = std::fs::remove_file(path);
+            let minutes = started.elapsed().as_secs_f64() / 60.0;
+            let lost = viewer.stats.as_ref().and_then(|s| s.recording.as_ref()).map_or(0, |r| r.lost_events);
+            format!(
+                " recorded={:.1}MB ({:.1} MB/min, {lost} events lost)",
+                bytes as f64 / 1e6,
+                bytes as f64 / 1e6 / minutes
+            )
+        }
+        None => String::new(),
+    };
     let accepted = viewer.stats.as_ref().map_or(0, |s| s.accepted_total);
     // What the viewer's own table holds (hashbrown: one control byte per
     // bucket), to tell it apart from the engine's memory in the RSS figure.
@@ -236,7 +269,7 @@ fn child_engine() -> Result<()> {
         viewer.counters.capacity() * (std::mem::size_of::<(ConnId, ConnCounters)>() + 1);
     println!(
         "SUMMARY events={} reads={} batches={} dropped={} accepted={} viewer_table={}KiB \
-         (Event {} B, ConnCounters {} B)",
+         (Event {} B, ConnCounters {} B){recorded}",
         viewer.events,
         viewer.by_kind[2],
         viewer.batches,
@@ -436,8 +469,8 @@ fn bare_serve(conn: &mut BareConn, buf: &mut [u8], poll: &Poll, token: Token) ->
 #[derive(Copy, Clone, PartialEq, Eq, Debug)]
 enum Role {
     Engine,
-    /// The engine without `MUXSCOPE_BENCH_FAULT` and
-    /// `MUXSCOPE_BENCH_SCENARIO`: the reference when those are measured.
+    /// The engine without `MUXSCOPE_BENCH_FAULT`, `MUXSCOPE_BENCH_SCENARIO`
+    /// and `MUXSCOPE_BENCH_RECORD`: the reference when those are measured.
     Plain,
     Bare,
 }
@@ -474,7 +507,10 @@ impl Server {
         let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
         let mut command = Command::new(exe);
         if role == Role::Plain {
-            command.env_remove(FAULT_ENV).env_remove(SCENARIO_ENV);
+            command
+                .env_remove(FAULT_ENV)
+                .env_remove(SCENARIO_ENV)
+                .env_remove(RECORD_ENV);
         }
         let mut child = command
             .env(ROLE_ENV, role.child_role())
@@ -1104,7 +1140,10 @@ fn run_parent() -> Result<()> {
     // reference is the engine without them; otherwise the bare loop.
     let under_faults =
         std::env::var_os(FAULT_ENV).is_some() || std::env::var_os(SCENARIO_ENV).is_some();
-    let (roles, target_cpu) = if under_faults {
+    let recording = std::env::var_os(RECORD_ENV).is_some();
+    let (roles, target_cpu) = if recording {
+        ([Role::Engine, Role::Plain], TARGET_CPU_RECORDING)
+    } else if under_faults {
         ([Role::Engine, Role::Plain], TARGET_CPU_UNDER_FAULTS)
     } else {
         ([Role::Engine, Role::Bare], TARGET_CPU)
