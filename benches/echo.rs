@@ -221,11 +221,13 @@ fn child_engine() -> Result<()> {
     let recording = std::env::var_os(RECORD_ENV)
         .map(|dir| std::path::Path::new(&dir).join(format!("bench-{}.muxrec", std::process::id())));
     let config = EngineConfig {
-        record: recording.clone().map(|path| muxscope::record::writer::RecordingConfig {
-            path,
-            max_bytes: None,
-            at_cap: muxscope::record::writer::AtCap::Stop,
-        }),
+        record: recording
+            .clone()
+            .map(|path| muxscope::record::writer::RecordingConfig {
+                path,
+                max_bytes: None,
+                at_cap: muxscope::record::writer::AtCap::Stop,
+            }),
         ..config
     };
     let started = Instant::now();
@@ -253,7 +255,11 @@ fn child_engine() -> Result<()> {
             let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
             let _ = std::fs::remove_file(path);
             let minutes = started.elapsed().as_secs_f64() / 60.0;
-            let lost = viewer.stats.as_ref().and_then(|s| s.recording.as_ref()).map_or(0, |r| r.lost_events);
+            let lost = viewer
+                .stats
+                .as_ref()
+                .and_then(|s| s.recording.as_ref())
+                .map_or(0, |r| r.lost_events);
             format!(
                 " recorded={:.1}MB ({:.1} MB/min, {lost} events lost)",
                 bytes as f64 / 1e6,

@@ -28,7 +28,10 @@ const PER_FLUSH: u64 = 150;
 const FLUSH_US: u64 = 15_000;
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn main() {
@@ -97,7 +100,11 @@ fn main() {
             ms(times[0]),
             ms(times[times.len() / 2]),
             ms(max),
-            if max < Duration::from_secs(1) { "PASS" } else { "FAIL" }
+            if max < Duration::from_secs(1) {
+                "PASS"
+            } else {
+                "FAIL"
+            }
         );
     }
     let _ = std::fs::remove_file(&path);
@@ -115,9 +122,8 @@ fn write(path: &std::path::Path, bytes: u64) -> u64 {
         0,
     )
     .expect("the recording can be written");
-    let peer = |id: u64| -> std::net::SocketAddr {
-        format!("127.0.0.1:{}", 20_000 + id).parse().unwrap()
-    };
+    let peer =
+        |id: u64| -> std::net::SocketAddr { format!("127.0.0.1:{}", 20_000 + id).parse().unwrap() };
     let mut counters: Vec<ConnCounters> = (1..=CONNS)
         .map(|id| ConnCounters::opened(ConnId(id), peer(id), 0))
         .collect();
@@ -144,7 +150,12 @@ fn write(path: &std::path::Path, bytes: u64) -> u64 {
     let mut total = (0u64, 0u64);
     let payload: Vec<u8> = (0..64u8).collect();
     let mut flushes = 0u64;
-    while rec.progress.bytes.load(std::sync::atomic::Ordering::Relaxed) < bytes {
+    while rec
+        .progress
+        .bytes
+        .load(std::sync::atomic::Ordering::Relaxed)
+        < bytes
+    {
         now += FLUSH_US;
         flushes += 1;
         let mut events = Vec::with_capacity(PER_FLUSH as usize * 3);
@@ -158,7 +169,11 @@ fn write(path: &std::path::Path, bytes: u64) -> u64 {
                 EventKind::Read { n: 64 },
                 EventKind::Wrote { n: 64 },
             ] {
-                events.push(Event { at: now, conn, kind });
+                events.push(Event {
+                    at: now,
+                    conn,
+                    kind,
+                });
             }
             for dir in [Direction::Rx, Direction::Tx] {
                 data.push(DataChunk {

@@ -290,9 +290,14 @@ fn fail(why: String) -> TestCaseError {
 }
 
 impl Run {
-    fn start() -> Run {
+    fn start(recording: &std::path::Path) -> Run {
         let h = Harness::start_with_monitor(EngineConfig {
             kick_timeout: KICK_TIMEOUT,
+            record: Some(muxscope::record::writer::RecordingConfig {
+                path: recording.to_owned(),
+                max_bytes: None,
+                at_cap: muxscope::record::writer::AtCap::Stop,
+            }),
             ..EngineConfig::default()
         });
         let listen = Some(h.addr);
@@ -771,9 +776,72 @@ fn open_rows(m: &Model) -> Vec<ConnId> {
     open
 }
 
+/// The case's recording agrees with the engine: it reads to its end, and
+/// every connection it saw close holds exactly the bytes its final counters
+/// count, both ways (unless the writer fell behind, which it says).
+fn recording_agrees(path: &std::path::Path) -> Result<(), TestCaseError> {
+    use muxscope::protocol::Direction;
+    use muxscope::record::Record;
+    use std::collections::HashMap;
+    let file = std::fs::File::open(path).map_err(|e| fail(format!("recording: {e}")))?;
+    let mut reader = muxscope::record::reader::Reader::open(file)
+        .map_err(|e| fail(format!("recording: {e}")))?;
+    let mut bytes: HashMap<ConnId, (u64, u64)> = HashMap::new();
+    let mut last = HashMap::new();
+    let mut lost = false;
+    reader
+        .for_each_record(|r| match r {
+            Record::Data(d) => {
+                let e = bytes.entry(d.conn).or_default();
+                match d.dir {
+                    Direction::Rx => e.0 += d.bytes.len() as u64,
+                    Direction::Tx => e.1 += d.bytes.len() as u64,
+                }
+            }
+            Record::Batch(b) => {
+                for c in &b.counters {
+                    last.insert(c.id, c.clone());
+                }
+            }
+            Record::Lost(_) => lost = true,
+        })
+        .map_err(fail)?;
+    prop_assert!(reader.index.damage.is_none(), "{:?}", reader.index.damage);
+    prop_assert!(reader.index.trailer.is_some(), "the file was closed");
+    for (id, c) in last {
+        if !matches!(c.state, ConnState::Closed(_)) {
+            continue;
+        }
+        let (rx, tx) = bytes.get(&id).copied().unwrap_or_default();
+        if lost {
+            prop_assert!(rx <= c.rx_bytes && tx <= c.tx_bytes, "{id}");
+        } else {
+            prop_assert_eq!(
+                (rx, tx),
+                (c.rx_bytes, c.tx_bytes),
+                "{} recorded vs counted",
+                id
+            );
+        }
+    }
+    Ok(())
+}
+
 fn run_case(ops: &[Op]) -> Result<(), TestCaseError> {
+    static CASE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let recording = std::env::temp_dir().join(format!(
+        "muxscope-props-{}-{}.muxrec",
+        std::process::id(),
+        CASE.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let outcome = run_recorded_case(ops, &recording).and_then(|()| recording_agrees(&recording));
+    let _ = std::fs::remove_file(&recording);
+    outcome
+}
+
+fn run_recorded_case(ops: &[Op], recording: &std::path::Path) -> Result<(), TestCaseError> {
     let started = Instant::now();
-    let mut run = Run::start();
+    let mut run = Run::start(recording);
     // Waits panic when the engine dies; its own panic explains more.
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         for op in ops {
