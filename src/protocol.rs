@@ -534,6 +534,46 @@ pub struct ConnCounters {
     /// when none ever did (boxed: every row of every viewer pays for this
     /// field, and few connections have faults).
     pub faults: Option<Box<FaultStatus>>,
+    /// The kernel's latest view of this connection (`TCP_INFO`), once
+    /// sampled; `None` before the first sample and where the platform has
+    /// none (`EngineStats::tcp_info` says which).
+    pub tcp: Option<Box<TcpInfo>>,
+}
+
+/// What the kernel knows of one connection (Linux `TCP_INFO`), as sampled
+/// at `at`. Times in microseconds, sizes in bytes, windows as the kernel
+/// reports them (already scaled). A field the running kernel does not
+/// report is `None`, never a made-up zero.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TcpInfo {
+    pub at: Micros,
+    /// Smoothed round-trip time and its variance.
+    pub rtt_us: u32,
+    pub rttvar_us: u32,
+    /// Segments retransmitted over the connection's life, and now
+    /// presumed lost.
+    pub total_retrans: u32,
+    pub lost: u32,
+    /// Segments sent and not yet acknowledged.
+    pub unacked: u32,
+    /// Congestion window, in segments, and the send MSS.
+    pub cwnd: u32,
+    pub snd_mss: u32,
+    /// The window the peer advertises: how much more it will take
+    /// (`tcpi_snd_wnd`, Linux 5.4+). Zero means the client is not reading.
+    pub peer_window: Option<u32>,
+    /// The window this side advertises (`tcpi_rcv_wnd`, Linux 5.4+).
+    pub rcv_window: Option<u32>,
+    /// Bytes written to the socket that TCP has not sent yet.
+    pub notsent_bytes: u32,
+    /// Since data was last sent and received, milliseconds.
+    pub last_data_sent_ms: u32,
+    pub last_data_recv_ms: u32,
+    /// Recent delivery rate, bytes per second.
+    pub delivery_rate: u64,
+    /// Segments sent and received.
+    pub segs_out: u32,
+    pub segs_in: u32,
 }
 
 /// What faults do to one connection right now, for its row.
@@ -572,6 +612,7 @@ impl ConnCounters {
             events: EventCounts::default(),
             last_activity: at,
             faults: None,
+            tcp: None,
         }
     }
 }
@@ -618,6 +659,9 @@ pub struct EngineStats {
     pub scenario: Option<Box<ScenarioStatus>>,
     /// The recording being written, or the last one and why it ended.
     pub recording: Option<Box<RecordingStatus>>,
+    /// Whether this engine's platform reports `TCP_INFO`: `None` where it
+    /// does, else why not ("not available on this platform").
+    pub tcp_info_unavailable: Option<String>,
 }
 
 /// A recording as a viewer sees it.

@@ -42,6 +42,26 @@ fn counters(id: u64, state: ConnState) -> ConnCounters {
                 next_release: Some(12_345),
             })
         }),
+        tcp: id.is_multiple_of(2).then(|| {
+            Box::new(muxscope::protocol::TcpInfo {
+                at: 7,
+                rtt_us: u32::MAX,
+                rttvar_us: 1,
+                total_retrans: 3,
+                lost: 1,
+                unacked: 2,
+                cwnd: 10,
+                snd_mss: 65_483,
+                peer_window: Some(0),
+                rcv_window: None,
+                notsent_bytes: 5,
+                last_data_sent_ms: 6,
+                last_data_recv_ms: 7,
+                delivery_rate: u64::MAX,
+                segs_out: 8,
+                segs_in: 9,
+            })
+        }),
     }
 }
 
@@ -237,6 +257,7 @@ fn full_batch() -> Batch {
                 lost_bytes: 4,
                 ended: Some("size cap".into()),
             })),
+            tcp_info_unavailable: Some("not available on this platform".into()),
         }),
         details: vec![ConnDetail {
             counters: counters(1, ConnState::Open),

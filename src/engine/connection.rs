@@ -113,6 +113,8 @@ impl Connection {
             events: self.events,
             last_activity: self.last_activity,
             faults: self.fault_status(),
+            // Filled in by the kernel sampler (issue 13), once it runs.
+            tcp: None,
         }
     }
 

@@ -505,6 +505,7 @@ impl EventLoop {
             accept_fault: self.accept_fault,
             scenario: self.scenario_status(),
             recording: self.recording_status(),
+            tcp_info_unavailable: None,
         };
         if let Some(heartbeat) = self.stats.should_send(clock, &stats) {
             self.publisher.stats(stats, heartbeat);
