@@ -538,6 +538,27 @@ pub struct ConnCounters {
     /// sampled; `None` before the first sample and where the platform has
     /// none (`EngineStats::tcp_info` says which).
     pub tcp: Option<Box<TcpInfo>>,
+    /// A message the client has begun and not finished, under a scenario's
+    /// framing (boxed: most rows have none).
+    pub pending: Option<Box<PendingMessage>>,
+}
+
+/// A message a client has begun and not finished.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingMessage {
+    /// When the read that began it came.
+    pub since: Micros,
+    /// Bytes of it read so far.
+    pub len: u64,
+    /// Its whole length, where the framing says (a length prefix whose
+    /// field is in, a fixed size).
+    pub expected: Option<u64>,
+    /// Its first bytes (at most [`PendingMessage::HEAD`]).
+    pub head: Vec<u8>,
+}
+
+impl PendingMessage {
+    pub const HEAD: usize = 32;
 }
 
 /// What the kernel knows of one connection (Linux `TCP_INFO`), as sampled
@@ -613,6 +634,7 @@ impl ConnCounters {
             last_activity: at,
             faults: None,
             tcp: None,
+            pending: None,
         }
     }
 }

@@ -62,6 +62,14 @@ fn counters(id: u64, state: ConnState) -> ConnCounters {
                 segs_in: 9,
             })
         }),
+        pending: id.is_multiple_of(3).then(|| {
+            Box::new(muxscope::protocol::PendingMessage {
+                since: 3,
+                len: 5,
+                expected: Some(12),
+                head: vec![0, 10, b'h', b'e', b'l'],
+            })
+        }),
     }
 }
 

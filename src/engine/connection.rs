@@ -115,6 +115,7 @@ impl Connection {
             faults: self.fault_status(),
             // Filled in by the kernel sampler (issue 13), once it runs.
             tcp: None,
+            pending: self.script.as_ref().and_then(|s| s.pending_message()),
         }
     }
 

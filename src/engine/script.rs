@@ -58,6 +58,8 @@ pub struct Script {
     pub armed: Option<Micros>,
     /// Draws the jitter of delays.
     pub rng: Rng,
+    /// When the message now pending began (its first read).
+    pub pending_since: Option<Micros>,
 }
 
 impl Script {
@@ -76,6 +78,7 @@ impl Script {
             reset_poll_at: None,
             armed: None,
             rng: Rng::new(seed),
+            pending_since: None,
         }
     }
 
@@ -129,6 +132,28 @@ impl Script {
     }
 
     /// For the inspector; `own` when it is not the engine's scenario.
+    /// After a read: remember when the message now pending began.
+    pub fn note_pending(&mut self, now: Micros) {
+        if self.framer.pending().is_empty() || self.framing_error.is_some() {
+            self.pending_since = None;
+        } else if self.pending_since.is_none() {
+            self.pending_since = Some(now);
+        }
+    }
+
+    /// The message the client has begun and not finished, for its row.
+    pub fn pending_message(&self) -> Option<Box<crate::protocol::PendingMessage>> {
+        let since = self.pending_since?;
+        let pending = self.framer.pending();
+        let max = self.scenario.max_message();
+        Some(Box::new(crate::protocol::PendingMessage {
+            since,
+            len: pending.len() as u64,
+            expected: self.scenario.framing().expected_len(pending, max),
+            head: pending[..pending.len().min(crate::protocol::PendingMessage::HEAD)].to_vec(),
+        }))
+    }
+
     pub fn detail(&self, own: bool) -> ScriptDetail {
         let pending = self.framer.pending();
         let file = self.scenario.file();

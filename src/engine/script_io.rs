@@ -124,6 +124,7 @@ impl Io<'_> {
         }
         if let Some(script) = conn.script.as_mut() {
             script.framer = framer;
+            script.note_pending(self.now);
         }
         self.read_buf = read_buf;
         self.after_messages(conn, scenario)

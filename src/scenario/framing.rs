@@ -281,6 +281,17 @@ fn decode_hex(text: &str, out: &mut Delim) -> bool {
     true
 }
 
+impl Framing {
+    /// How long the frame that `pending` begins will be, where the framing
+    /// says (a length prefix once its field is in, a fixed size); `None`
+    /// for lines and delimiters, or while the length field is incomplete.
+    pub fn expected_len(&self, pending: &[u8], max: usize) -> Option<u64> {
+        let counted = Counted::of(self)?.ok()?;
+        let len = counted.frame_len(pending, max).ok()??;
+        Some(len as u64)
+    }
+}
+
 /// Length-counted framings (`LengthPrefix`, `Fixed`) in one shape.
 #[derive(Copy, Clone)]
 struct Counted {
@@ -719,6 +730,21 @@ mod tests {
         list.iter()
             .map(|(b, r)| (b.as_bytes().to_vec(), r.as_bytes().to_vec()))
             .collect()
+    }
+
+    #[test]
+    fn expected_lengths_come_from_the_prefix_or_the_fixed_size() {
+        let prefix = Framing::LengthPrefix {
+            width: 2,
+            big_endian: true,
+            includes_header: false,
+            offset: 0,
+        };
+        assert_eq!(prefix.expected_len(&[0], 100), None, "field incomplete");
+        assert_eq!(prefix.expected_len(&[0, 5, 1], 100), Some(7));
+        assert_eq!(prefix.expected_len(&[1, 0], 100), None, "over the limit");
+        assert_eq!(Framing::Fixed(16).expected_len(b"abc", 100), Some(16));
+        assert_eq!(Framing::Lines.expected_len(b"abc", 100), None);
     }
 
     #[test]
