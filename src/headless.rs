@@ -134,6 +134,7 @@ impl Headless {
         }
         let faults = faults_line(&config);
         let scenario = config.scenario.as_ref().map(|s| scenario_line(s));
+        let replay = config.replay.as_ref().map(|r| r.summary_line());
         let engine =
             EngineHandle::spawn(config).map_err(|e| format!("cannot start the engine: {e}"))?;
         match engine.initial_listen() {
@@ -144,6 +145,9 @@ impl Headless {
         println!("{faults}");
         if let Some(line) = scenario {
             println!("{line}");
+        }
+        if let Some(line) = replay {
+            println!("{}", terminal_safe(&line, 4096));
         }
         let mut server = None;
         let mut batches = engine.batches().clone();
