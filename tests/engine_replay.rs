@@ -506,3 +506,58 @@ fn the_headless_binary_says_what_it_replays_and_serves_it() {
     c.write_all(LINES[0]).unwrap();
     expect(&mut c, LINES[0], "reply from the binary");
 }
+
+#[test]
+fn a_damaged_recording_replays_up_to_the_damage_and_says_so() {
+    let dir = TempDir::new("replay-damage");
+    let a = record_session(&dir, "a.muxrec");
+    let whole = std::fs::read(&a).unwrap();
+    let mut r = Reader::open(std::io::Cursor::new(whole.clone())).unwrap();
+    let last = *r.index_all().frames.last().unwrap();
+    // Cut inside the last frame (the trailer), as a crash while writing.
+    let cut = dir.path().join("cut.muxrec");
+    let at = last.offset as usize + muxscope::record::frame::HEADER_LEN + 1;
+    std::fs::write(&cut, &whole[..at]).unwrap();
+    let damaged = script(&cut, ReplayTiming::Wait, false);
+    assert_eq!(damaged.warnings.len(), 1, "{:?}", damaged.warnings);
+    assert!(
+        damaged.warnings[0].contains(&format!("damaged at byte {}", last.offset))
+            && damaged.warnings[0].contains("replaying what comes before it"),
+        "{}",
+        damaged.warnings[0]
+    );
+    let intact = script(&a, ReplayTiming::Wait, false);
+    assert!(intact.warnings.is_empty(), "{:?}", intact.warnings);
+    assert_eq!(damaged.steps, intact.steps);
+    assert_eq!(damaged.expected, intact.expected);
+}
+
+#[test]
+fn a_connection_without_bytes_is_refused_naming_those_with_some() {
+    let dir = TempDir::new("replay-silent-conn");
+    let path = dir.path().join("silent.muxrec");
+    let h = Harness::start(EngineConfig {
+        record: recording(&path),
+        ..EngineConfig::default()
+    });
+    let (mut c, talker) = h.connect();
+    c.write_all(b"hi\n").unwrap();
+    expect(&mut c, b"hi\n", "echo (recording)");
+    let (silent, quiet) = h.connect();
+    drop(silent);
+    h.wait_closed(quiet);
+    drop(c);
+    h.wait_closed(talker);
+    h.shutdown();
+    let err = ReplayScript::load(&path, Some(quiet.0), ReplayTiming::Wait, false).unwrap_err();
+    assert_eq!(
+        err,
+        format!(
+            "cannot replay {}: its connection {quiet} has no bytes to replay (connections with bytes: {talker})",
+            path.display()
+        )
+    );
+    // By default, the first one with bytes.
+    let s = ReplayScript::load(&path, None, ReplayTiming::Wait, false).unwrap();
+    assert_eq!(s.conn, talker);
+}
