@@ -164,6 +164,7 @@ impl Viewer {
                 EventKind::ScenarioRefused { .. } => 25,
                 EventKind::RecordingStarted { .. } => 26,
                 EventKind::RecordingStopped { .. } => 27,
+                EventKind::ReplayDiverged { .. } => 28,
             };
             self.by_kind[slot] += 1;
         }

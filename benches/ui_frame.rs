@@ -287,6 +287,7 @@ impl FakeBackend {
             transcript_dropped_tx: 0,
             faults: Default::default(),
             script: None,
+            replay: None,
         }
     }
 }

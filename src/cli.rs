@@ -3,7 +3,7 @@
 
 use crate::engine::{DEFAULT_LISTEN, EngineConfig};
 use crate::faults::spec::{self, FaultPlan};
-use crate::protocol::Mode;
+use crate::protocol::{Mode, ReplayTiming};
 
 use clap::Parser;
 use clap::builder::TypedValueParser;
@@ -119,6 +119,46 @@ pub struct Cli {
     /// At --record-max, go on in a new file instead of stopping.
     #[arg(long, requires = "record_max")]
     pub record_rotate: bool,
+
+    /// Be the server of a recording (`*.muxrec`): every client gets the
+    /// server side of one recorded connection, byte for byte, and is told
+    /// where it differs from the recorded client. See the README's
+    /// "Replaying a recording against a client".
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["attach", "scenario"])]
+    pub replay: Option<std::path::PathBuf>,
+
+    /// With --replay: the recorded connection to play (default: the first
+    /// one with any bytes).
+    #[arg(long = "conn", value_name = "N", requires = "replay")]
+    pub replay_conn: Option<u64>,
+
+    /// With --replay: `wait` sends each recorded write once the client has
+    /// sent what preceded it; `original` keeps the recorded timing.
+    #[arg(
+        long = "timing",
+        value_name = "TIMING",
+        requires = "replay",
+        default_value = "wait",
+        value_parser = parse_timing
+    )]
+    pub replay_timing: ReplayTiming,
+
+    /// With --replay: reset a client as soon as its bytes differ from the
+    /// recording's (by default the replay goes on, and says so once).
+    #[arg(long, requires = "replay")]
+    pub replay_strict: bool,
+
+    /// The --replay file, compiled ([`Cli::load_replay`]).
+    #[arg(skip)]
+    pub replay_script: Option<std::sync::Arc<crate::record::replay::ReplayScript>>,
+}
+
+fn parse_timing(s: &str) -> Result<ReplayTiming, String> {
+    match s {
+        "wait" => Ok(ReplayTiming::Wait),
+        "original" => Ok(ReplayTiming::Original),
+        _ => Err(format!("unknown timing '{s}': use wait or original")),
+    }
 }
 
 fn parse_record_max(s: &str) -> Result<u64, String> {
@@ -231,6 +271,26 @@ pub fn load_scenario(
 }
 
 impl Cli {
+    /// Read and compile `--replay`, once, before anything starts (its
+    /// errors are one line naming the file). Returns the script for the
+    /// start-up lines; the engine config carries it from now on.
+    pub fn load_replay(
+        &mut self,
+    ) -> Result<Option<std::sync::Arc<crate::record::replay::ReplayScript>>, String> {
+        let Some(path) = &self.replay else {
+            return Ok(None);
+        };
+        let script = crate::record::replay::ReplayScript::load(
+            path,
+            self.replay_conn,
+            self.replay_timing,
+            self.replay_strict,
+        )?;
+        let script = std::sync::Arc::new(script);
+        self.replay_script = Some(script.clone());
+        Ok(Some(script))
+    }
+
     /// The control endpoint to serve, if `--control` was given.
     pub fn control_options(&self) -> Option<crate::control::ControlOptions> {
         let addr = self.control.as_ref()?;
@@ -280,6 +340,7 @@ impl Cli {
                         crate::record::writer::AtCap::Stop
                     },
                 }),
+            replay: self.replay_script.clone(),
             ..EngineConfig::default()
         }
     }

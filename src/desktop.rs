@@ -154,8 +154,17 @@ fn app_from_startup(
     config.mode = start.layout.mode;
     let mut problems = start.problems;
     // `--scenario`, else the one the layout ran: started with the engine,
-    // so the first client already meets it.
+    // so the first client already meets it. A replay answers instead.
     let scenario_path = cli.scenario.clone().or(start.layout.scenario.clone());
+    let scenario_path = scenario_path.filter(|_| cli.replay_script.is_none());
+    if let Some(script) = &cli.replay_script {
+        problems.extend(
+            script
+                .warnings
+                .iter()
+                .map(|w| format!("{}: {w}", script.file)),
+        );
+    }
     let scenario_path = match scenario_path.as_deref().map(crate::cli::load_scenario) {
         Some(Ok((file, scenario))) => {
             if cli.mode.is_none() {
@@ -220,6 +229,9 @@ fn app_from_startup(
     layout.scenario = scenario_path;
     app.apply_layout(layout, false);
     app.layout_path = start.layout_path;
+    if let Some(script) = &cli.replay_script {
+        app.notify(script.summary_line(), false);
+    }
     for p in problems {
         app.notify(p, true);
     }

@@ -156,6 +156,10 @@ impl Headless {
                 terminal_safe(&r.path.display().to_string(), 1024)
             )
         });
+        let replay = config
+            .replay
+            .as_ref()
+            .map(|r| terminal_safe(&r.summary_line(), 4096).into_owned());
         let engine =
             EngineHandle::spawn(config).map_err(|e| format!("cannot start the engine: {e}"))?;
         match engine.initial_listen() {
@@ -164,7 +168,7 @@ impl Headless {
             ListenState::Stopped => println!("muxscope running without a listener"),
         }
         println!("{faults}");
-        for line in scenario.into_iter().chain(recording) {
+        for line in scenario.into_iter().chain(replay).chain(recording) {
             println!("{line}");
         }
         let mut server = None;

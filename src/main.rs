@@ -7,7 +7,21 @@ fn main() -> std::process::ExitCode {
     use muxscope::cli::Cli;
     use std::process::ExitCode;
 
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    // A recording that cannot be replayed is a bad argument: one line, and
+    // the exit code clap gives for those.
+    match cli.load_replay() {
+        Ok(Some(script)) => {
+            for warning in &script.warnings {
+                eprintln!("muxscope: {}: {warning}", script.file);
+            }
+        }
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("muxscope: {}", muxscope::logging::terminal_safe(&e, 4096));
+            return ExitCode::from(2);
+        }
+    }
     if cli.headless {
         match cli.headless_config() {
             Ok(config) => muxscope::headless::run_with_control(config, cli.control_options()),

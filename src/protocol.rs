@@ -159,6 +159,16 @@ pub enum CloseReason {
         rule: u16,
         after_ms: u64,
     },
+    /// Under `--replay-strict`, the client's bytes differed from the
+    /// recording's at byte `offset`, so the connection was reset.
+    ReplayDiverged {
+        offset: u64,
+    },
+    /// The replayed recording's server closed (FIN) or reset here, and the
+    /// replay did the same.
+    ReplayEnded {
+        reset: bool,
+    },
 }
 
 impl fmt::Display for CloseReason {
@@ -198,6 +208,16 @@ impl fmt::Display for CloseReason {
                 "closed by rule {rule} (scenario); no FIN back within {}: reset",
                 crate::format::duration_micros(after_ms.saturating_mul(1000))
             ),
+            CloseReason::ReplayDiverged { offset } => write!(
+                f,
+                "reset: the client differed from the recording at byte {offset} (--replay-strict)"
+            ),
+            CloseReason::ReplayEnded { reset: true } => {
+                f.write_str("reset where the recording's server reset (replay)")
+            }
+            CloseReason::ReplayEnded { reset: false } => {
+                f.write_str("closed where the recording's server closed (replay)")
+            }
         }
     }
 }
@@ -236,6 +256,8 @@ pub enum Origin {
     Inject,
     /// A scenario rule's reply.
     Rule,
+    /// A server write of the recording being replayed (`--replay`).
+    Replay,
 }
 
 /// One thing that happened, as it happened.
@@ -348,10 +370,18 @@ pub enum EventKind {
     RecordingStopped {
         why: String,
     },
+    /// The client's bytes differ from the replayed recording's, first at
+    /// `offset` (counted from the connection's first byte): up to 16 bytes
+    /// of each from there. Said once per connection.
+    ReplayDiverged {
+        offset: u64,
+        expected: Vec<u8>,
+        got: Vec<u8>,
+    },
 }
 
 /// Every `EventKind::name`, for filter menus.
-pub const KIND_NAMES: [&str; 28] = [
+pub const KIND_NAMES: [&str; 29] = [
     "readiness",
     "accepted",
     "read",
@@ -380,6 +410,7 @@ pub const KIND_NAMES: [&str; 28] = [
     "scenario-refused",
     "recording",
     "recording-stopped",
+    "replay-diverged",
 ];
 
 impl EventKind {
@@ -414,6 +445,7 @@ impl EventKind {
             EventKind::ScenarioRefused { .. } => "scenario-refused",
             EventKind::RecordingStarted { .. } => "recording",
             EventKind::RecordingStopped { .. } => "recording-stopped",
+            EventKind::ReplayDiverged { .. } => "replay-diverged",
         }
     }
 
@@ -429,6 +461,7 @@ impl EventKind {
                 Origin::Echo => format!("queued {n} B"),
                 Origin::Inject => format!("queued {n} B (inject)"),
                 Origin::Rule => format!("queued {n} B (rule reply)"),
+                Origin::Replay => format!("queued {n} B (replay)"),
             },
             EventKind::Backpressure { on: true } => "backpressure on: reading paused".to_owned(),
             EventKind::Backpressure { on: false } => "backpressure off: reading resumed".to_owned(),
@@ -474,8 +507,32 @@ impl EventKind {
             EventKind::ScenarioRefused { why } => format!("scenario refused: {why}"),
             EventKind::RecordingStarted { path } => format!("recording to {path}"),
             EventKind::RecordingStopped { why } => format!("recording stopped: {why}"),
+            EventKind::ReplayDiverged {
+                offset,
+                expected,
+                got,
+            } => format!(
+                "client differs from the recording at byte {offset}: expected {}, got {}",
+                hex_or_nothing(expected),
+                hex_or_nothing(got)
+            ),
         }
     }
+}
+
+/// Bytes as spaced hex (`50 49 4e 47`), or `nothing` for none.
+fn hex_or_nothing(bytes: &[u8]) -> String {
+    if bytes.is_empty() {
+        return "nothing".to_owned();
+    }
+    let mut out = String::with_capacity(bytes.len() * 3);
+    for (i, b) in bytes.iter().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -787,6 +844,63 @@ pub struct ConnDetail {
     pub faults: crate::faults::Faults,
     /// The scenario's state here, while one runs.
     pub script: Option<ScriptDetail>,
+    /// Where the replay of a recording is on it, while one runs (boxed:
+    /// few connections replay).
+    pub replay: Option<Box<ReplayDetail>>,
+}
+
+/// How a replay times the recorded server's writes.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ReplayTiming {
+    /// Each write waits until the client sent as many bytes as had arrived
+    /// before it in the recording.
+    #[default]
+    Wait,
+    /// Each write goes out at its recorded time after the accept.
+    Original,
+}
+
+impl ReplayTiming {
+    pub fn name(self) -> &'static str {
+        match self {
+            ReplayTiming::Wait => "wait",
+            ReplayTiming::Original => "original",
+        }
+    }
+}
+
+/// Where the client's bytes first differed from the recording's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplayDivergence {
+    pub offset: u64,
+    /// Up to 16 bytes of each side, from `offset`.
+    pub expected: Vec<u8>,
+    pub got: Vec<u8>,
+}
+
+/// A replay's state on one connection, for the inspector.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplayDetail {
+    /// The recording's file name.
+    pub file: String,
+    /// The recorded connection it plays the server side of.
+    pub recorded_conn: ConnId,
+    pub timing: ReplayTiming,
+    /// Bytes the client sent that equal the recording's, from the start
+    /// up to the first difference.
+    pub matched: u64,
+    /// Bytes the client sent in the recording.
+    pub expected: u64,
+    /// Bytes the client sent beyond them.
+    pub beyond: u64,
+    /// Recorded server writes queued so far, of `steps` in all.
+    pub sent_writes: u32,
+    pub writes: u32,
+    /// Whether the recorded server ended the conversation (FIN or reset),
+    /// and the replay did so already.
+    pub ends_with: Option<CloseReason>,
+    pub ended: bool,
+    pub divergence: Option<ReplayDivergence>,
 }
 
 /// What crosses from the engine to a viewer, once per flush.

@@ -171,6 +171,15 @@ fn full_batch() -> Batch {
             n: 4,
             origin: Origin::Rule,
         },
+        EventKind::Queued {
+            n: 5,
+            origin: Origin::Replay,
+        },
+        EventKind::ReplayDiverged {
+            offset: u64::MAX,
+            expected: b"PING\r\n".to_vec(),
+            got: vec![0, 0xff],
+        },
     ];
     let events = kinds
         .into_iter()
@@ -209,6 +218,14 @@ fn full_batch() -> Batch {
                 }),
             ),
             counters(9, ConnState::Closed(CloseReason::Missed)),
+            counters(
+                13,
+                ConnState::Closed(CloseReason::ReplayDiverged { offset: 12 }),
+            ),
+            counters(
+                14,
+                ConnState::Closed(CloseReason::ReplayEnded { reset: true }),
+            ),
             counters(
                 11,
                 ConnState::Closed(CloseReason::Rule {
@@ -301,6 +318,23 @@ fn full_batch() -> Batch {
                 framing_error: Some("too long".into()),
                 deferred: 2,
             }),
+            replay: Some(Box::new(ReplayDetail {
+                file: "session.muxrec".into(),
+                recorded_conn: ConnId(3),
+                timing: ReplayTiming::Original,
+                matched: 12,
+                expected: 340,
+                beyond: 1,
+                sent_writes: 2,
+                writes: 12,
+                ends_with: Some(CloseReason::Kicked(KickMode::Reset)),
+                ended: false,
+                divergence: Some(ReplayDivergence {
+                    offset: 12,
+                    expected: b"PING".to_vec(),
+                    got: b"PONG".to_vec(),
+                }),
+            })),
         }],
         dropped_events: 17,
         tries: vec![

@@ -99,7 +99,7 @@ fn record_from_the_window_then_play_it_back_seek_and_jump() {
             .get(ConnId(1))
             .is_some_and(|c| matches!(c.state, ConnState::Closed(_)))
     });
-    click(&mut h, "⏹ Stop");
+    click(&mut h, "Stop recording");
     step_until(&mut h, "the recording to end", |a| {
         a.monitor
             .stats
@@ -157,15 +157,15 @@ fn record_from_the_window_then_play_it_back_seek_and_jump() {
     h.state_mut().selection.conns = [ConnId(1)].into();
     h.run_steps(2);
     let at_end = position(&mut h);
-    click(&mut h, "⏮ Prev event");
+    click(&mut h, "⏴ Prev event");
     h.run_steps(2);
     let prev = position(&mut h);
     assert!(prev < at_end, "previous event {prev} before {at_end}");
-    click(&mut h, "⏮ Prev event");
+    click(&mut h, "⏴ Prev event");
     h.run_steps(2);
     let prev2 = position(&mut h);
     assert!(prev2 < prev, "{prev2} before {prev}");
-    click(&mut h, "Next event ⏭");
+    click(&mut h, "Next event ⏵");
     h.run_steps(2);
     assert_eq!(position(&mut h), prev, "next goes back to where prev was");
 

@@ -360,6 +360,7 @@ impl ReplayBackend {
             transcript_dropped_tx: tx.saturating_sub(f.held[1]),
             faults: Default::default(),
             script: None,
+            replay: None,
             counters,
         }))
     }

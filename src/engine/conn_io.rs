@@ -52,6 +52,8 @@ pub enum Outcome {
         wake_at: Option<Micros>,
         /// The scenario's script needs the loop back then (not yet armed).
         script_at: Option<Micros>,
+        /// The replay needs the loop back then (not yet armed).
+        replay_at: Option<Micros>,
         /// A graceful close began in this step: it gives up (and resets)
         /// at this deadline.
         closing_deadline: Option<Micros>,
@@ -312,6 +314,7 @@ impl Io<'_> {
         match step
             .and_then(|()| self.fault_close(conn))
             .and_then(|()| self.script_reset(conn))
+            .and_then(|()| self.replay_pump(conn))
             .and_then(|()| self.settle(conn))
         {
             Ok(()) => Outcome::Open {
@@ -319,6 +322,7 @@ impl Io<'_> {
                 read_again: std::mem::take(&mut self.budget_spent),
                 wake_at: self.fault_wake(conn),
                 script_at: self.script_wake(conn),
+                replay_at: self.replay_wake(conn),
                 closing_deadline: self.closing_began.take(),
             },
             Err(close) => Outcome::Close(close),
@@ -474,9 +478,10 @@ impl Io<'_> {
 
     /// End connections whose conversation is over.
     fn settle(&mut self, conn: &mut Connection) -> Step {
-        let flushed =
-            conn.queue.is_empty() && conn.script.as_ref().is_none_or(|s| s.deferred.is_empty());
         let peer_fin = conn.gate.holds(StopReason::PeerFin);
+        let flushed = conn.queue.is_empty()
+            && conn.script.as_ref().is_none_or(|s| s.deferred.is_empty())
+            && conn.replay.as_ref().is_none_or(|r| !r.owes(peer_fin));
         match conn.phase {
             // In manual mode a half-closed client may still be answered by
             // hand (think HTTP/1.0), so it stays until kicked.
@@ -678,6 +683,10 @@ impl Io<'_> {
         if matches!(conn.phase, Phase::Closing { .. }) {
             return Ok(());
         }
+        if conn.replay.is_some() {
+            // A replay replaces the mode's answer (and any scenario).
+            return self.replay_read(conn, n);
+        }
         if conn.script.is_some() {
             return self.script_read(conn, n);
         }
@@ -737,10 +746,14 @@ impl Io<'_> {
     }
 }
 
-/// The end of a graceful close: a kick's, or a scenario rule's.
+/// The end of a graceful close: a kick's, a scenario rule's, or a
+/// replayed recording's.
 fn graceful(conn: &Connection) -> Close {
     let reason = match conn.script.as_ref().and_then(|s| s.closing_rule) {
         Some(rule) => CloseReason::Rule { rule, reset: false },
+        None if conn.replay.as_ref().is_some_and(|r| r.ended) => {
+            CloseReason::ReplayEnded { reset: false }
+        }
         None => CloseReason::Kicked(KickMode::Graceful),
     };
     Close {

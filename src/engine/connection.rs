@@ -7,6 +7,7 @@
 
 use super::queue::ByteQueue;
 use super::read_gate::{ReadGate, StopReason};
+use super::replay::Replay;
 use super::script::Script;
 use super::shaper::Shaper;
 use super::transcript::Transcript;
@@ -62,6 +63,8 @@ pub struct Connection {
     pub shaper: Option<Box<Shaper>>,
     /// The scenario's state on it, while one runs.
     pub script: Option<Box<Script>>,
+    /// The replayed recording's state on it (`--replay`).
+    pub replay: Option<Box<Replay>>,
 }
 
 impl Connection {
@@ -86,6 +89,7 @@ impl Connection {
             listed: false,
             shaper: None,
             script: None,
+            replay: None,
         }
     }
 
@@ -154,6 +158,7 @@ impl Connection {
                 let own = shared.is_none_or(|shared| !Arc::ptr_eq(shared, &s.scenario));
                 s.detail(own)
             }),
+            replay: self.replay.as_ref().map(|r| Box::new(r.detail())),
         }
     }
 }

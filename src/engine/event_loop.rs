@@ -288,6 +288,7 @@ impl EventLoop {
                 read_again,
                 wake_at,
                 script_at,
+                replay_at,
                 closing_deadline,
             } => {
                 let conn = &mut self.conns[key];
@@ -299,6 +300,9 @@ impl EventLoop {
                 }
                 if let Some(at) = script_at {
                     self.timers.arm(at, conn.id, key, Timer::Script);
+                }
+                if let Some(at) = replay_at {
+                    self.timers.arm(at, conn.id, key, Timer::Replay);
                 }
                 if conn.dirty && !conn.listed && !self.publisher.resync_owed() {
                     conn.listed = true;
@@ -412,7 +416,9 @@ impl EventLoop {
         self.apply_new_faults(key);
         // Bytes that arrived before registration are reported by epoll on
         // registration, so no read is needed here.
-        if self.scenario.is_some() {
+        if let Some(script) = self.config.replay.clone() {
+            self.with_conn(key, |io, conn| io.replay_connected(conn, &script));
+        } else if self.scenario.is_some() {
             self.with_conn(key, |io, conn| io.script_connected(conn));
         } else {
             self.apply_outcome(
@@ -422,6 +428,7 @@ impl EventLoop {
                     read_again: false,
                     wake_at: None,
                     script_at: None,
+                    replay_at: None,
                     closing_deadline: None,
                 },
             );
@@ -444,6 +451,7 @@ impl EventLoop {
                 match timer {
                     Timer::Fault => self.with_conn_id(id, key, |io, conn| io.fault_due(conn)),
                     Timer::Script => self.with_conn_id(id, key, |io, conn| io.script_due(conn)),
+                    Timer::Replay => self.with_conn_id(id, key, |io, conn| io.replay_due(conn)),
                     Timer::KickDeadline => {
                         let after_ms = self.config.kick_timeout.as_millis() as u64;
                         // A stale entry (the client closed) finds nothing.

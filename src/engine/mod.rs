@@ -15,6 +15,7 @@ mod publish;
 mod queue;
 mod read_gate;
 mod record_tap;
+mod replay;
 mod resolve;
 mod rng;
 mod scenario;
@@ -127,6 +128,9 @@ pub struct EngineConfig {
     pub scenario: Option<Arc<crate::scenario::Scenario>>,
     /// Record from the start (`--record`).
     pub record: Option<crate::record::writer::RecordingConfig>,
+    /// Play the server side of a recorded connection to every client
+    /// (`--replay`); it replaces the mode's answer and any scenario.
+    pub replay: Option<Arc<crate::record::replay::ReplayScript>>,
 }
 
 impl Default for EngineConfig {
@@ -147,6 +151,7 @@ impl Default for EngineConfig {
             accept_fault: None,
             scenario: None,
             record: None,
+            replay: None,
         }
     }
 }
@@ -161,6 +166,7 @@ impl std::fmt::Debug for EngineConfig {
             .field("transcript_limit", &self.transcript_limit)
             .field("faults", &self.faults)
             .field("accept_fault", &self.accept_fault)
+            .field("replay", &self.replay.as_ref().map(|r| r.summary_line()))
             .finish_non_exhaustive()
     }
 }

@@ -61,7 +61,12 @@ impl Io<'_> {
         conn: &mut Connection,
         scenario: Option<&Arc<Scenario>>,
     ) -> Outcome {
-        conn.script = scenario.map(|s| Box::new(Script::new(Arc::clone(s), self.now, conn.id.0)));
+        if conn.replay.is_none() {
+            // A replaying connection answers as the recording did, whatever
+            // scenario runs.
+            conn.script =
+                scenario.map(|s| Box::new(Script::new(Arc::clone(s), self.now, conn.id.0)));
+        }
         self.finish(conn, Ok(()))
     }
 

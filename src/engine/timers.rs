@@ -27,6 +27,9 @@ pub enum Timer {
     /// A scenario's delayed reply or idle rule is due (see
     /// `Script::next_wake`).
     Script,
+    /// A replayed write is due at its recorded time, or a replayed reset
+    /// looks again whether its bytes have left (see `Io::replay_wake`).
+    Replay,
 }
 
 /// One armed deadline: the connection `conn` at slab key `key`.

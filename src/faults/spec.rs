@@ -1265,7 +1265,7 @@ mod tests {
         );
         assert!(err("slice=0@1ms").starts_with("'0' in 'slice=0@1ms': a slice is at least 1 byte"));
         assert!(err("slice=0..4").contains("at least 1 byte"));
-        assert!(err("slice=1..8GiB").contains("'GiB' is not a size unit"));
+        assert!(err("slice=1..8TiB").contains("'TiB' is not a size unit"));
         assert!(err("slice=1..4096MiB").contains("too large: a slice is at most 4294967295 bytes"));
         assert!(err("slice=4@").contains("not a time"));
         assert!(err("slice=4@1").contains("a time needs a unit"));

@@ -9,6 +9,8 @@
 //!   writer snapshots it into keyframes, a reader starts from one.
 //! - [`reader`]: indexes a file (incrementally, so a window never stalls on
 //!   a big one) and reads the records between two instants.
+//! - [`replay`]: one recorded connection's server side, compiled into a
+//!   script a live client is played against (`--replay`).
 //! - `writer` (native): the thread that writes, off the engine thread.
 //!
 //! The records themselves are the protocol's own types (`Batch`, …) in
@@ -16,6 +18,7 @@
 
 pub mod frame;
 pub mod reader;
+pub mod replay;
 pub mod state;
 
 #[cfg(not(target_arch = "wasm32"))]

@@ -8,7 +8,8 @@ use crate::monitor::messages::{MessageState, frame_transcript};
 use crate::monitor::transcript::{self, CopyFormat, Directions, Match};
 use crate::payload;
 use crate::protocol::{
-    Command, ConnCounters, ConnDetail, ConnId, ConnState, Direction, ScriptDetail,
+    Command, ConnCounters, ConnDetail, ConnId, ConnState, Direction, EventKind, ReplayDetail,
+    ScriptDetail,
 };
 use crate::scenario::Framing;
 use crate::scenario::framing::DEFAULT_MAX_MESSAGE;
@@ -227,6 +228,9 @@ impl InspectorPane {
         }
         if let Some(script) = &detail.script {
             script_summary(ui, script, now);
+        }
+        if let Some(replay) = &detail.replay {
+            replay_summary(ui, replay);
         }
         let scenario = ctx.monitor.stats.as_ref().and_then(|s| s.scenario.as_ref());
         let framing = scenario.map_or(Framing::Lines, |s| s.file.framing.clone());
@@ -708,6 +712,80 @@ fn script_summary(ui: &mut Ui, script: &ScriptDetail, now: u64) {
             ui.label(RichText::new(format!("framing failed: {why}")).color(super::error_color(ui)));
         }
     });
+}
+
+/// Where the replay of a recording is on this connection, and where the
+/// client first differed from the recorded one.
+fn replay_summary(ui: &mut Ui, replay: &ReplayDetail) {
+    ui.horizontal_wrapped(|ui| {
+        ui.label("Replaying:");
+        ui.label(
+            RichText::new(format!(
+                "{} conn {} ({} timing)",
+                replay.file,
+                replay.recorded_conn,
+                replay.timing.name()
+            ))
+            .strong(),
+        );
+        ui.label(format!(
+            "server writes {}/{}",
+            replay.sent_writes, replay.writes
+        ));
+        ui.label(format!(
+            "client matched {} of {}",
+            format::bytes(replay.matched),
+            format::bytes(replay.expected)
+        ));
+        if replay.beyond > 0 {
+            ui.label(
+                RichText::new(format!(
+                    "{} beyond the recording",
+                    format::bytes(replay.beyond)
+                ))
+                .color(super::warn_color(ui)),
+            );
+        }
+        match (&replay.ends_with, replay.ended) {
+            (Some(reason), true) => {
+                ui.label(format!("ended as recorded ({reason})"));
+            }
+            (Some(reason), false) => {
+                ui.label(RichText::new(format!("then ends: {reason}")).weak());
+            }
+            (None, _) => {
+                ui.label(
+                    RichText::new("the recorded client closed; open until this one does").weak(),
+                );
+            }
+        }
+    });
+    if let Some(d) = &replay.divergence {
+        let text = EventKind::ReplayDiverged {
+            offset: d.offset,
+            expected: d.expected.clone(),
+            got: d.got.clone(),
+        }
+        .describe();
+        ui.horizontal_wrapped(|ui| {
+            ui.label(
+                RichText::new(text)
+                    .monospace()
+                    .color(super::error_color(ui)),
+            );
+        });
+        ui.horizontal_wrapped(|ui| {
+            ui.label(
+                RichText::new(format!(
+                    "expected {}  got {}",
+                    payload::preview(&d.expected, 40),
+                    payload::preview(&d.got, 40)
+                ))
+                .monospace()
+                .weak(),
+            );
+        });
+    }
 }
 
 /// The transcript as framed messages, one block each: time, direction,

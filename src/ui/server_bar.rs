@@ -26,7 +26,7 @@ pub struct ServerBar {
 }
 
 impl ServerBar {
-    /// ⏺ Record, or the recording's elapsed time and size with ⏹ Stop.
+    /// ⏺ Record, or the recording's elapsed time and size with Stop recording.
     fn recording_ui(
         &mut self,
         ui: &mut Ui,
@@ -63,7 +63,7 @@ impl ServerBar {
                 }
                 if self.can_record
                     && ui
-                        .button("⏹ Stop")
+                        .button("Stop recording")
                         .on_hover_text("Stop recording and close the file")
                         .clicked()
                 {

@@ -36,13 +36,13 @@ pub fn ui(ui: &mut Ui, t: &mut Timeline, selected: Option<ConnId>) {
             Some(id) => r.on_hover_text(format!("Go to the {way} event or bytes of {id}")),
             None => r.on_disabled_hover_text("Select a connection to jump between its events"),
         };
-        let prev = ui.add_enabled(selected.is_some(), egui::Button::new("⏮ Prev event"));
+        let prev = ui.add_enabled(selected.is_some(), egui::Button::new("⏴ Prev event"));
         if jump_hint(prev, "previous").clicked()
             && let Some(id) = selected
         {
             t.jump = Some((id, Jump::Previous));
         }
-        let next = ui.add_enabled(selected.is_some(), egui::Button::new("Next event ⏭"));
+        let next = ui.add_enabled(selected.is_some(), egui::Button::new("Next event ⏵"));
         if jump_hint(next, "next").clicked()
             && let Some(id) = selected
         {
