@@ -25,8 +25,10 @@ const INDEX_BUDGET: u64 = 32 << 20;
 /// Transcript bytes per direction the inspector gets (the engine's
 /// default ring).
 const TRANSCRIPT_LIMIT: u64 = 16 * 1024;
-/// A transcript read back from the file stops after this much of the file.
-const TRANSCRIPT_SCAN: u64 = 64 << 20;
+/// A transcript read back from the file stops after this much of the file
+/// (older bytes count as not kept, as in the engine's rings): on a busy
+/// recording one connection's 16 KiB may be spread over far more.
+const TRANSCRIPT_SCAN: u64 = 16 << 20;
 /// A jump to a connection's previous/next event searches this far.
 const JUMP_SCAN: u64 = 256 << 20;
 /// The plot's history, as the live plot keeps it.

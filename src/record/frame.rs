@@ -20,7 +20,9 @@ pub const HEADER_LEN: usize = 17;
 /// No frame the writer makes comes near this; a larger length is damage.
 pub const MAX_PAYLOAD: u32 = 64 << 20;
 
-const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+/// Slice-by-16 tables: opening a file verifies every byte of it, at
+/// several GB/s instead of a few hundred MB/s byte by byte.
+const CRC: crc::Crc<u32, crc::Table<16>> = crc::Crc::<u32, crc::Table<16>>::new(&crc::CRC_32_ISO_HDLC);
 
 /// What a frame holds.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]

@@ -57,6 +57,10 @@ pub struct DataChunk {
     pub at: Micros,
     pub conn: ConnId,
     pub dir: Direction,
+    /// As bytes, not a sequence of `u8`: the same postcard encoding, read
+    /// back with one copy instead of a call per byte (most of a file is
+    /// these).
+    #[serde(with = "serde_bytes")]
     pub bytes: Vec<u8>,
 }
 
