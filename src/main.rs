@@ -8,6 +8,9 @@ fn main() -> std::process::ExitCode {
     use std::process::ExitCode;
 
     let cli = Cli::parse();
+    if let Some(muxscope::cli::Sub::Export(args)) = &cli.command {
+        return args.run();
+    }
     if cli.headless {
         match cli.headless_config() {
             Ok(config) => muxscope::headless::run_with_control(config, cli.control_options()),

@@ -10,6 +10,7 @@
 //! - [`reader`]: indexes a file (incrementally, so a window never stalls on
 //!   a big one) and reads the records between two instants.
 //! - `writer` (native): the thread that writes, off the engine thread.
+//! - `export` (native): pcapng, JSON and raw exports of a file.
 //!
 //! The records themselves are the protocol's own types (`Batch`, …) in
 //! postcard, so a recording holds exactly what a viewer was told.
@@ -20,6 +21,11 @@ pub mod state;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod writer;
+
+/// Exports for other tools (pcapng, JSON, raw bytes); native only, as the
+/// command line that runs them is.
+#[cfg(not(target_arch = "wasm32"))]
+pub mod export;
 
 use crate::protocol::{
     Batch, ConnCounters, ConnId, Direction, EngineStats, Event, Micros, QueuedMessage,
