@@ -272,9 +272,11 @@ impl<'a> Tcp<'a> {
     }
 
     fn note(&mut self, at: Micros, text: &str) {
+        // Engine time, exact: the packet's own time may be later.
         let mut text = format!(
-            "muxscope at +{}: {text}",
-            crate::format::duration_micros(at)
+            "muxscope at +{}.{:06} s: {text}",
+            at / 1_000_000,
+            at % 1_000_000
         );
         if text.len() > MAX_COMMENT {
             let mut cut = MAX_COMMENT;
@@ -399,7 +401,7 @@ mod tests {
             server: "0.0.0.0:8800".parse().unwrap(),
             opened: 10,
             opened_before: false,
-            closed: closed.then(|| (30, CloseReason::PeerReset)),
+            closed: closed.then_some((30, CloseReason::PeerReset)),
             items,
         }
     }
