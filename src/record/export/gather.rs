@@ -251,6 +251,76 @@ mod tests {
         );
     }
 
+    /// A file in memory: the header, then one records frame.
+    fn file(records: Vec<Record>) -> Reader<std::io::Cursor<Vec<u8>>> {
+        use crate::record::frame::{self, Kind};
+        let mut out = frame::MAGIC.to_vec();
+        let header = Header {
+            format_version: crate::record::FORMAT_VERSION,
+            writer: "test".into(),
+            engine_started_unix_ms: 1_000,
+            started_at: 100,
+            part: 1,
+        };
+        frame::encode(Kind::Header, 100, &header, &mut out);
+        frame::encode(Kind::Records, 500, &records, &mut out);
+        Reader::open(std::io::Cursor::new(out)).unwrap()
+    }
+
+    #[test]
+    fn bytes_written_before_their_accept_batch_and_older_connections_are_placed() {
+        use crate::protocol::{Batch, ConnCounters, Event};
+        use crate::record::DataChunk;
+        let peer: SocketAddr = "127.0.0.1:4000".parse().unwrap();
+        let old_peer: SocketAddr = "127.0.0.1:4001".parse().unwrap();
+        let data = |at, conn, bytes: &[u8]| {
+            Record::Data(DataChunk {
+                at,
+                conn: ConnId(conn),
+                dir: Direction::Rx,
+                bytes: bytes.to_vec(),
+            })
+        };
+        let rec = gather(file(vec![
+            // #2 was open before the recording: its bytes come first.
+            data(150, 2, b"old"),
+            data(200, 1, b"hi"),
+            Record::Batch(Box::new(Batch {
+                events: vec![Event {
+                    at: 190,
+                    conn: Some(ConnId(1)),
+                    kind: EventKind::Accepted { peer },
+                }],
+                counters: vec![
+                    ConnCounters::opened(ConnId(1), peer, 190),
+                    ConnCounters::opened(ConnId(2), old_peer, 5),
+                ],
+                ..Batch::default()
+            })),
+        ]))
+        .unwrap();
+        assert!(rec.damage.is_none());
+        let [new, old] = &rec.conversations[..] else {
+            panic!("{:?}", rec.conversations);
+        };
+        assert_eq!(
+            (new.id, new.opened, new.opened_before),
+            (ConnId(1), 190, false)
+        );
+        assert_eq!(new.peer, Some(peer));
+        assert_eq!(new.bytes(Direction::Rx).collect::<Vec<_>>(), [b"hi"]);
+        assert_eq!(
+            (old.id, old.opened, old.opened_before),
+            (ConnId(2), 150, true)
+        );
+        assert_eq!(old.peer, Some(old_peer), "from its counters");
+        assert_eq!(
+            old.server,
+            DEFAULT_LISTEN.parse::<SocketAddr>().unwrap(),
+            "no stats: the default address"
+        );
+    }
+
     #[test]
     fn at_one_instant_events_come_before_bytes_and_ends_after() {
         let mut items = [
