@@ -12,9 +12,15 @@ use clap::builder::TypedValueParser;
 #[command(
     name = "muxscope",
     version,
-    about = "See into and steer a select()-style TCP echo server"
+    about = "See into and steer a select()-style TCP echo server",
+    // `muxscope export …` is a subcommand; `muxscope [LAYOUT] [flags]`
+    // stays as it was (a layout named like a subcommand: `./export`).
+    args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Sub>,
+
     /// A session layout to open (`*.muxscope.ron`).
     #[arg(value_name = "LAYOUT")]
     pub layout: Option<std::path::PathBuf>,
@@ -158,6 +164,65 @@ fn parse_timing(s: &str) -> Result<ReplayTiming, String> {
         "wait" => Ok(ReplayTiming::Wait),
         "original" => Ok(ReplayTiming::Original),
         _ => Err(format!("unknown timing '{s}': use wait or original")),
+    }
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Sub {
+    /// Export a recording (`*.muxrec`) for other tools: pcapng for
+    /// Wireshark, JSON messages, or raw bytes per connection and direction.
+    Export(ExportArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// The recording to export.
+    #[arg(value_name = "FILE.muxrec")]
+    pub file: std::path::PathBuf,
+
+    /// pcapng: a capture for Wireshark (synthesized TCP frames, events as
+    /// packet comments); json: messages per connection; raw: a directory
+    /// with one file per connection and direction.
+    #[arg(long, value_name = "FORMAT", value_enum)]
+    pub format: crate::record::export::Format,
+
+    /// Only this connection (as the app shows it: 3 or #3); repeatable.
+    #[arg(
+        long = "conn",
+        value_name = "N",
+        action = clap::ArgAction::Append,
+        value_parser = crate::record::export::parse_conn_id
+    )]
+    pub conns: Vec<crate::protocol::ConnId>,
+
+    /// Where to write: a file, or a directory for --format raw.
+    #[arg(short = 'o', long = "output", value_name = "OUT")]
+    pub output: std::path::PathBuf,
+}
+
+impl ExportArgs {
+    /// Export, saying what was written (stdout) and what to know (stderr);
+    /// exit code 0 on success, 1 on failure.
+    pub fn run(&self) -> std::process::ExitCode {
+        match crate::record::export::export(&self.file, self.format, &self.conns, &self.output) {
+            Ok(done) => {
+                for w in &done.warnings {
+                    eprintln!("muxscope: warning: {w}");
+                }
+                println!(
+                    "muxscope: exported {} connection{} from {} to {}",
+                    done.connections,
+                    if done.connections == 1 { "" } else { "s" },
+                    self.file.display(),
+                    self.output.display()
+                );
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("muxscope: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        }
     }
 }
 
@@ -378,6 +443,39 @@ mod tests {
             cli.fault_plan().to_string(),
             "latency=200ms~50ms, slice=4..64@0ms, stall-writes, accept=stall"
         );
+    }
+
+    #[test]
+    fn export_is_a_subcommand_and_a_layout_is_still_a_layout() {
+        let cli = Cli::try_parse_from([
+            "muxscope", "export", "s.muxrec", "--format", "json", "--conn", "#3", "--conn", "4",
+            "-o", "out.json",
+        ])
+        .unwrap();
+        let Some(Sub::Export(args)) = cli.command else {
+            panic!("not export: {cli:?}");
+        };
+        assert_eq!(
+            args.conns,
+            [crate::protocol::ConnId(3), crate::protocol::ConnId(4)]
+        );
+        let cli =
+            Cli::try_parse_from(["muxscope", "a.muxscope.ron", "--listen", "127.0.0.1:0"]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(
+            cli.layout.as_deref(),
+            Some(std::path::Path::new("a.muxscope.ron"))
+        );
+        let cli = Cli::try_parse_from(["muxscope", "--headless", "--mode", "discard"]).unwrap();
+        assert!(cli.command.is_none() && cli.headless);
+        let err = Cli::try_parse_from(["muxscope", "export", "s.muxrec", "-o", "x"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2, "--format is required");
+        let err = Cli::try_parse_from([
+            "muxscope", "export", "s.muxrec", "--format", "json", "--conn", "x", "-o", "o",
+        ])
+        .unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("e.g. 3 or #3"), "{err}");
     }
 
     #[test]

@@ -8,6 +8,9 @@ fn main() -> std::process::ExitCode {
     use std::process::ExitCode;
 
     let mut cli = Cli::parse();
+    if let Some(muxscope::cli::Sub::Export(args)) = &cli.command {
+        return args.run();
+    }
     // A recording that cannot be replayed is a bad argument: one line, and
     // the exit code clap gives for those.
     match cli.load_replay() {

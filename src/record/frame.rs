@@ -22,7 +22,8 @@ pub const MAX_PAYLOAD: u32 = 64 << 20;
 
 /// Slice-by-16 tables: opening a file verifies every byte of it, at
 /// several GB/s instead of a few hundred MB/s byte by byte.
-const CRC: crc::Crc<u32, crc::Table<16>> = crc::Crc::<u32, crc::Table<16>>::new(&crc::CRC_32_ISO_HDLC);
+const CRC: crc::Crc<u32, crc::Table<16>> =
+    crc::Crc::<u32, crc::Table<16>>::new(&crc::CRC_32_ISO_HDLC);
 
 /// What a frame holds.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]

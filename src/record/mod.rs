@@ -12,6 +12,7 @@
 //! - [`replay`]: one recorded connection's server side, compiled into a
 //!   script a live client is played against (`--replay`).
 //! - `writer` (native): the thread that writes, off the engine thread.
+//! - `export` (native): pcapng, JSON and raw exports of a file.
 //!
 //! The records themselves are the protocol's own types (`Batch`, …) in
 //! postcard, so a recording holds exactly what a viewer was told.
@@ -23,6 +24,11 @@ pub mod state;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod writer;
+
+/// Exports for other tools (pcapng, JSON, raw bytes); native only, as the
+/// command line that runs them is.
+#[cfg(not(target_arch = "wasm32"))]
+pub mod export;
 
 use crate::protocol::{
     Batch, ConnCounters, ConnId, Direction, EngineStats, Event, Micros, QueuedMessage,
