@@ -188,6 +188,28 @@ fn record_from_the_window_then_play_it_back_seek_and_jump() {
         "{rx:?}"
     );
 
+    // Export what is shown, from the menu, beside the recording.
+    click(&mut h, "File");
+    click(&mut h, "Export recording");
+    click(&mut h, "pcapng (Wireshark): the selection");
+    let pcap = files[0].with_file_name(format!(
+        "{}-conn-1.pcapng",
+        name.trim_end_matches(".muxrec")
+    ));
+    let bytes = std::fs::read(&pcap).expect("the export was written");
+    assert_eq!(
+        &bytes[..4],
+        &[0x0a, 0x0d, 0x0d, 0x0a],
+        "a pcapng section header"
+    );
+    let notice = h
+        .state()
+        .notices
+        .last()
+        .map(|n| n.text.clone())
+        .unwrap_or_default();
+    assert!(notice.contains("Exported 1 connections"), "{notice}");
+
     // Back to the live engine, which kept running.
     click(&mut h, "File");
     click(&mut h, "Close recording");

@@ -48,6 +48,8 @@ pub enum Jump {
 #[derive(Clone, Debug)]
 pub struct Timeline {
     pub name: String,
+    /// The file, when it was opened from one (not on the web).
+    pub path: Option<std::path::PathBuf>,
     /// Engine times of the recording's first and last frame (the end
     /// grows while a big file is indexed).
     pub start: Micros,
@@ -157,6 +159,7 @@ impl ReplayBackend {
         let start = reader.index.start;
         let timeline = Timeline {
             name: name.into(),
+            path: None,
             start,
             end: start,
             position: start,
@@ -194,8 +197,10 @@ impl ReplayBackend {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| path.display().to_string());
-        Self::open(Box::new(std::io::BufReader::new(file)), name)
-            .map_err(|e| format!("cannot open the recording {}: {e}", path.display()))
+        let mut replay = Self::open(Box::new(std::io::BufReader::new(file)), name)
+            .map_err(|e| format!("cannot open the recording {}: {e}", path.display()))?;
+        replay.timeline.path = Some(path.to_owned());
+        Ok(replay)
     }
 
     /// Open a recording held in memory (the web viewer's file input).

@@ -613,6 +613,10 @@ impl MuxscopeApp {
             ));
             ui.close();
         }
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Some(path) = self.backend.timeline().and_then(|t| t.path.clone()) {
+            self.export_items(ui, &path);
+        }
         if self.backend.timeline().is_some()
             && ui
                 .add_enabled(self.live.is_some(), egui::Button::new("Close recording"))
@@ -621,6 +625,81 @@ impl MuxscopeApp {
         {
             self.close_recording();
             ui.close();
+        }
+    }
+
+    /// Export the recording shown, for the selection or all connections,
+    /// next to the recording's file.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn export_items(&mut self, ui: &mut egui::Ui, recording: &Path) {
+        use crate::record::export::Format;
+        ui.menu_button("Export recording", |ui| {
+            let selected: Vec<ConnId> = self.selection.conns.iter().copied().collect();
+            for (label, format) in [
+                ("pcapng (Wireshark)", Format::Pcapng),
+                ("JSON", Format::Json),
+                ("raw bytes (a folder)", Format::Raw),
+            ] {
+                for (scope, only) in [
+                    ("all connections", Vec::new()),
+                    ("the selection", selected.clone()),
+                ] {
+                    let text = format!("{label}: {scope}");
+                    let enabled = scope == "all connections" || !only.is_empty();
+                    if ui.add_enabled(enabled, egui::Button::new(text)).clicked() {
+                        self.export_recording(recording, format, &only);
+                        ui.close();
+                    }
+                }
+            }
+        });
+    }
+
+    /// `session.muxrec` → `session.pcapng`, `session-conn-3-7.json`,
+    /// `session-bytes/`, beside it.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn export_recording(
+        &mut self,
+        recording: &Path,
+        format: crate::record::export::Format,
+        only: &[ConnId],
+    ) {
+        use crate::record::export::{Format, export};
+        let stem = recording
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "recording".into());
+        let mut name = stem;
+        if !only.is_empty() {
+            let ids: Vec<String> = only.iter().map(|c| c.0.to_string()).collect();
+            name = format!("{name}-conn-{}", ids.join("-"));
+        }
+        let out = recording.with_file_name(match format {
+            Format::Pcapng => format!("{name}.pcapng"),
+            Format::Json => format!("{name}.json"),
+            Format::Raw => format!("{name}-bytes"),
+        });
+        if format == Format::Raw
+            && let Err(e) = std::fs::create_dir_all(&out)
+        {
+            self.notify(format!("Cannot create {}: {e}", out.display()), true);
+            return;
+        }
+        match export(recording, format, only, &out) {
+            Ok(done) => {
+                self.notify(
+                    format!(
+                        "Exported {} connections to {}",
+                        done.connections,
+                        out.display()
+                    ),
+                    false,
+                );
+                for w in done.warnings {
+                    self.notify(w, true);
+                }
+            }
+            Err(e) => self.notify(e, true),
         }
     }
 
