@@ -165,6 +165,7 @@ impl Viewer {
                 EventKind::RecordingStarted { .. } => 26,
                 EventKind::RecordingStopped { .. } => 27,
                 EventKind::ReplayDiverged { .. } => 28,
+                EventKind::Lint { .. } => 29,
             };
             self.by_kind[slot] += 1;
         }

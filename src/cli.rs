@@ -122,6 +122,16 @@ pub struct Cli {
     #[arg(long, value_name = "SIZE", value_parser = parse_record_max)]
     pub record_max: Option<u64>,
 
+    /// Turn a lint off (e.g. --allow silent-client; `all` for every one).
+    /// Repeatable. See the README's "Diagnostics" for the lints.
+    #[arg(long, value_name = "LINT", action = clap::ArgAction::Append, value_parser = parse_lint_name)]
+    pub allow: Vec<String>,
+
+    /// Turn a lint on again after --allow (or a layout) turned it off.
+    /// Repeatable; `all` for every one.
+    #[arg(long, value_name = "LINT", action = clap::ArgAction::Append, value_parser = parse_lint_name)]
+    pub warn: Vec<String>,
+
     /// At --record-max, go on in a new file instead of stopping.
     #[arg(long, requires = "record_max")]
     pub record_rotate: bool,
@@ -224,6 +234,13 @@ impl ExportArgs {
             }
         }
     }
+}
+
+fn parse_lint_name(s: &str) -> Result<String, String> {
+    if s == "all" {
+        return Ok(s.to_owned());
+    }
+    crate::monitor::lints::Lint::parse(s).map(|l| l.name().to_owned())
 }
 
 fn parse_record_max(s: &str) -> Result<u64, String> {
@@ -356,6 +373,29 @@ impl Cli {
         Ok(Some(script))
     }
 
+    /// `settings` with `--allow` and `--warn` applied (allows first, so
+    /// `--allow all --warn nagle-delay` runs only that one).
+    pub fn lint_settings(
+        &self,
+        mut settings: crate::monitor::lints::LintSettings,
+    ) -> crate::monitor::lints::LintSettings {
+        use crate::monitor::lints::Lint;
+        let named = |names: &[String]| -> Vec<Lint> {
+            names
+                .iter()
+                .flat_map(|n| match n.as_str() {
+                    "all" => Lint::ALL.to_vec(),
+                    n => Lint::parse(n).into_iter().collect(),
+                })
+                .collect()
+        };
+        settings.allowed.extend(named(&self.allow));
+        for lint in named(&self.warn) {
+            settings.allowed.remove(&lint);
+        }
+        settings
+    }
+
     /// The control endpoint to serve, if `--control` was given.
     pub fn control_options(&self) -> Option<crate::control::ControlOptions> {
         let addr = self.control.as_ref()?;
@@ -476,6 +516,18 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.exit_code(), 2);
         assert!(err.to_string().contains("e.g. 3 or #3"), "{err}");
+    }
+
+    #[test]
+    fn allow_and_warn_pick_the_lints_and_unknown_names_are_refused() {
+        use crate::monitor::lints::{Lint, LintSettings};
+        let cli =
+            Cli::try_parse_from(["muxscope", "--allow", "all", "--warn", "nagle-delay"]).unwrap();
+        let s = cli.lint_settings(LintSettings::default());
+        assert!(s.enabled(Lint::NagleDelay));
+        assert!(!s.enabled(Lint::SilentClient));
+        let err = Cli::try_parse_from(["muxscope", "--allow", "silent"]).unwrap_err();
+        assert!(err.to_string().contains("unknown lint 'silent'"), "{err}");
     }
 
     #[test]

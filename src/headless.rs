@@ -31,10 +31,50 @@ pub struct Summary {
     pub events: u64,
     pub dropped_events: u64,
     pub stats: Option<EngineStats>,
+    /// The engine's newest time, and when it was seen.
+    seen: Option<(crate::protocol::Micros, Instant)>,
+}
+
+/// Lints run this often (each run looks at every connection).
+const LINT_EVERY: Duration = Duration::from_millis(200);
+
+/// `lint: #12 client-not-reading: has not read for 3.0s (…)`.
+pub fn lint_line(f: &crate::monitor::lints::Finding) -> String {
+    let subject = match (f.conn, f.host) {
+        (Some(id), _) => id.to_string(),
+        (None, Some(ip)) => ip.to_string(),
+        (None, None) => "server".to_owned(),
+    };
+    let message = f
+        .message
+        .strip_prefix(&subject)
+        .map(str::trim_start)
+        .unwrap_or(&f.message);
+    format!("lint: {subject} {}: {message}", f.lint.name())
 }
 
 impl Summary {
+    /// The engine's time now: its newest report, and the time since.
+    pub fn engine_now(&self) -> crate::protocol::Micros {
+        match self.seen {
+            Some((at, when)) => at + when.elapsed().as_micros() as crate::protocol::Micros,
+            None => 0,
+        }
+    }
+
     pub fn absorb(&mut self, batch: Batch) {
+        let newest = batch
+            .events
+            .last()
+            .map(|e| e.at)
+            .into_iter()
+            .chain(batch.stats.as_ref().map(|s| s.at))
+            .max();
+        if let Some(at) = newest
+            && self.seen.is_none_or(|(t, _)| at >= t)
+        {
+            self.seen = Some((at, Instant::now()));
+        }
         self.batches += 1;
         self.events += batch.events.len() as u64;
         self.dropped_events = batch.dropped_events;
@@ -96,12 +136,16 @@ fn termination_signal() -> Result<Receiver<()>, String> {
 }
 
 pub fn run(config: EngineConfig) -> ExitCode {
-    run_with_control(config, None)
+    run_with_control(config, None, Default::default())
 }
 
 /// Like [`run`], and with `control`, also serve viewers (see
 /// [`crate::control`]); the summary line then counts them.
-pub fn run_with_control(config: EngineConfig, control: Option<ControlOptions>) -> ExitCode {
+pub fn run_with_control(
+    config: EngineConfig,
+    control: Option<ControlOptions>,
+    lints: crate::monitor::lints::LintSettings,
+) -> ExitCode {
     let signal = match termination_signal() {
         Ok(rx) => rx,
         Err(e) => {
@@ -109,7 +153,7 @@ pub fn run_with_control(config: EngineConfig, control: Option<ControlOptions>) -
             return ExitCode::FAILURE;
         }
     };
-    let result = Headless::start(config, control).and_then(|h| h.run(signal));
+    let result = Headless::start(config, control).and_then(|h| h.with_lints(lints).run(signal));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -125,6 +169,7 @@ pub struct Headless {
     engine: EngineHandle,
     server: Option<ControlServer>,
     batches: Receiver<Batch>,
+    lints: crate::monitor::lints::Lints,
 }
 
 impl std::fmt::Debug for Headless {
@@ -195,6 +240,7 @@ impl Headless {
             engine,
             server,
             batches,
+            lints: Default::default(),
         })
     }
 
@@ -206,28 +252,46 @@ impl Headless {
         self.engine.local_addr()
     }
 
+    /// Run these lints on what the engine reports (all, by default).
+    pub fn with_lints(mut self, settings: crate::monitor::lints::LintSettings) -> Self {
+        self.lints.settings = settings;
+        self
+    }
+
     /// Print a summary line each second until `stop` fires (or its sender
-    /// is dropped). An engine that dies ends it with an error saying why.
+    /// is dropped), and a `lint:` line for each lint that fires. An engine
+    /// that dies ends it with an error saying why.
     pub fn run(self, stop: Receiver<()>) -> Result<(), String> {
         let Headless {
             mut engine,
             server,
             batches,
+            mut lints,
         } = self;
         let mut summary = Summary::default();
+        let mut linted = Instant::now();
         let mut last_line = Instant::now();
         let (mut prev_rx, mut prev_tx) = (0, 0);
         let stopped_by_request = loop {
             let wait = Duration::from_secs(1).saturating_sub(last_line.elapsed());
             select! {
                 recv(batches) -> batch => match batch {
-                    Ok(batch) => summary.absorb(batch),
+                    Ok(batch) => {
+                        lints.observe(&batch);
+                        summary.absorb(batch);
+                    }
                     // Only the engine ends its stream, and it is not asked
                     // to before this loop ends.
                     Err(_) => break false,
                 },
                 recv(stop) -> _ => break true,
                 default(wait) => {}
+            }
+            if linted.elapsed() >= LINT_EVERY {
+                linted = Instant::now();
+                for f in lints.evaluate(summary.engine_now()) {
+                    println!("{}", terminal_safe(&lint_line(&f), 4096));
+                }
             }
             if last_line.elapsed() >= Duration::from_secs(1) {
                 let secs = last_line.elapsed().as_secs_f64();

@@ -27,7 +27,11 @@ fn main() -> std::process::ExitCode {
     }
     if cli.headless {
         match cli.headless_config() {
-            Ok(config) => muxscope::headless::run_with_control(config, cli.control_options()),
+            Ok(config) => muxscope::headless::run_with_control(
+                config,
+                cli.control_options(),
+                cli.lint_settings(Default::default()),
+            ),
             Err(e) => {
                 eprintln!("muxscope: {e}");
                 ExitCode::FAILURE

@@ -320,6 +320,18 @@ pub fn to_utf8_text(bytes: &[u8]) -> String {
     out
 }
 
+/// Bytes as spaced hex on one line: `50 49 4e 47`.
+pub fn spaced_hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 3);
+    for (i, b) in bytes.iter().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
 /// A classic hex dump: offset, 16 bytes in hex, and their ASCII.
 pub fn hex_dump(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len() * 4 + 16);

@@ -378,10 +378,16 @@ pub enum EventKind {
         expected: Vec<u8>,
         got: Vec<u8>,
     },
+    /// A lint fired (`lint` is its name): made by the viewer's model, not
+    /// the engine, so it works the same on a recording.
+    Lint {
+        lint: String,
+        message: String,
+    },
 }
 
 /// Every `EventKind::name`, for filter menus.
-pub const KIND_NAMES: [&str; 29] = [
+pub const KIND_NAMES: [&str; 30] = [
     "readiness",
     "accepted",
     "read",
@@ -411,6 +417,7 @@ pub const KIND_NAMES: [&str; 29] = [
     "recording",
     "recording-stopped",
     "replay-diverged",
+    "lint",
 ];
 
 impl EventKind {
@@ -446,6 +453,7 @@ impl EventKind {
             EventKind::RecordingStarted { .. } => "recording",
             EventKind::RecordingStopped { .. } => "recording-stopped",
             EventKind::ReplayDiverged { .. } => "replay-diverged",
+            EventKind::Lint { .. } => "lint",
         }
     }
 
@@ -516,6 +524,7 @@ impl EventKind {
                 hex_or_nothing(expected),
                 hex_or_nothing(got)
             ),
+            EventKind::Lint { lint, message } => format!("⚠ {lint}: {message}"),
         }
     }
 }
@@ -525,14 +534,7 @@ fn hex_or_nothing(bytes: &[u8]) -> String {
     if bytes.is_empty() {
         return "nothing".to_owned();
     }
-    let mut out = String::with_capacity(bytes.len() * 3);
-    for (i, b) in bytes.iter().enumerate() {
-        if i > 0 {
-            out.push(' ');
-        }
-        out.push_str(&format!("{b:02x}"));
-    }
-    out
+    crate::payload::spaced_hex(bytes)
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,6 +4,7 @@
 
 pub mod connections;
 pub mod event_log;
+pub mod lints;
 pub mod messages;
 pub mod rates;
 pub mod transcript;
@@ -39,11 +40,18 @@ pub struct Monitor {
     /// A recording played back says what "now" is; time does not run on
     /// its own.
     fixed_clock: Option<Micros>,
+    /// What the clients do wrong, from the same batches.
+    pub lints: lints::Lints,
+    lints_run_at: Option<Instant>,
 }
+
+/// Lints run at most this often (each run looks at every connection).
+const LINT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl Monitor {
     pub fn absorb(&mut self, batch: Batch) {
         self.batches += 1;
+        self.lints.observe(&batch);
         self.engine_dropped = self.engine_dropped.max(batch.dropped_events);
         let newest = batch
             .events
@@ -108,10 +116,30 @@ impl Monitor {
         self.details_received
     }
 
-    /// Housekeeping once per frame.
+    /// Housekeeping once per frame: old rows go, lints run (at most every
+    /// [`LINT_EVERY`]) and what fired joins the event log.
     pub fn prune(&mut self) {
         let now = self.engine_now();
         self.connections.prune(now);
+        if self.lints_run_at.is_none_or(|t| t.elapsed() >= LINT_EVERY) {
+            self.lints_run_at = Some(Instant::now());
+            self.run_lints(now);
+        }
+    }
+
+    /// Run the lints as of `now`; each finding that fired becomes a `lint`
+    /// event.
+    pub fn run_lints(&mut self, now: Micros) {
+        for f in self.lints.evaluate(now) {
+            self.events.push(crate::protocol::Event {
+                at: f.fired_at,
+                conn: f.conn,
+                kind: crate::protocol::EventKind::Lint {
+                    lint: f.lint.name().to_owned(),
+                    message: f.message,
+                },
+            });
+        }
     }
 }
 
