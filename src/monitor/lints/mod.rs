@@ -292,10 +292,10 @@ impl Lints {
                 if !self.settings.enabled(lint) {
                     continue;
                 }
-                if let Some((c, hold)) = check_conn(lint, h, &check) {
-                    if now.saturating_sub(c.since) >= hold {
-                        holding.insert((lint, Subject::Conn(h.id)), c);
-                    }
+                if let Some((c, hold)) = check_conn(lint, h, &check)
+                    && now.saturating_sub(c.since) >= hold
+                {
+                    holding.insert((lint, Subject::Conn(h.id)), c);
                 }
             }
         }
