@@ -4,10 +4,9 @@
 
 mod control_support;
 
-use control_support::{STEP, stop_on_sigterm};
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use control_support::{HeadlessChild as Headless, STEP};
+use std::io::Read;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn muxscope() -> Command {
@@ -113,59 +112,6 @@ fn a_spec_that_is_not_text_is_refused() {
 
 /// A headless muxscope whose stdout lines arrive on a channel; stopped
 /// with SIGTERM.
-struct Headless {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Headless {
-    fn spawn(args: &[&str]) -> Headless {
-        let mut child = muxscope()
-            .args(["--headless", "--listen", "127.0.0.1:0"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Headless { child, lines }
-    }
-
-    /// The first line starting with `prefix`, and the lines before it.
-    fn line_starting(&self, prefix: &str) -> (String, Vec<String>) {
-        let deadline = Instant::now() + STEP;
-        let mut before = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.starts_with(prefix) => return (line, before),
-                Ok(line) => before.push(line),
-                Err(e) => panic!("no line starting with {prefix:?} ({e}); got {before:?}"),
-            }
-        }
-    }
-
-    fn stop(mut self) -> bool {
-        stop_on_sigterm(&mut self.child)
-    }
-}
-
-impl Drop for Headless {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn headless_prints_the_active_faults_at_start() {
     let h = Headless::spawn(&[

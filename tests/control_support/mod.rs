@@ -260,3 +260,83 @@ pub fn stop_on_sigterm(child: &mut std::process::Child) -> bool {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// `muxscope --headless --listen 127.0.0.1:0 ARGS…` as a child, its
+/// stdout read line by line; killed when dropped.
+pub struct HeadlessChild {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+#[allow(dead_code)] // not every test crate that includes this needs all
+impl HeadlessChild {
+    pub fn spawn(args: &[&str]) -> HeadlessChild {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_muxscope"))
+            .env_remove("MUXSCOPE_TOKEN")
+            .args(["--headless", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        HeadlessChild { child, lines }
+    }
+
+    /// The first line starting with `prefix` within [`STEP`], and the
+    /// lines before it.
+    pub fn line_starting(&self, prefix: &str) -> (String, Vec<String>) {
+        self.line_within(prefix, STEP)
+            .unwrap_or_else(|before| panic!("no line starting with {prefix:?}; got {before:?}"))
+    }
+
+    /// The first line starting with `prefix` within `wait`, or the lines
+    /// seen instead.
+    pub fn line_within(
+        &self,
+        prefix: &str,
+        wait: Duration,
+    ) -> Result<(String, Vec<String>), Vec<String>> {
+        let deadline = Instant::now() + wait;
+        let mut before = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.starts_with(prefix) => return Ok((line, before)),
+                Ok(line) => before.push(line),
+                Err(_) => return Err(before),
+            }
+        }
+    }
+
+    /// The address it listens on (from its first line).
+    pub fn echo_addr(&self) -> SocketAddr {
+        let (line, _) = self.line_starting("muxscope listening on ");
+        line["muxscope listening on ".len()..].parse().unwrap()
+    }
+
+    /// SIGTERM; whether it then exited cleanly.
+    pub fn stop(mut self) -> bool {
+        stop_on_sigterm(&mut self.child)
+    }
+}
+
+impl Drop for HeadlessChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

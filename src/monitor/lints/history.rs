@@ -30,7 +30,8 @@ pub struct ConnHistory {
     /// When the client last sent a byte (its open, before it sent any).
     pub last_rx_at: Micros,
     pub reads: VecDeque<ReadAt>,
-    wrote_since_read: bool,
+    /// The server wrote since the last read.
+    pub wrote_since_read: bool,
     /// Since when the client's window is zero or its queue at the bound.
     pub not_reading_since: Option<Micros>,
     /// Since when muxscope's FIN is out (closing, nothing queued) and the
