@@ -123,6 +123,7 @@ pub fn startup(cli: &Cli, autosave: Option<&std::path::Path>) -> Startup {
         }
     }
     let mut layout = layout.unwrap_or_default();
+    layout.lints = cli.lint_settings(layout.lints);
     if let Some(listen) = &cli.listen {
         layout.listen = listen.clone();
     }

@@ -56,6 +56,8 @@ pub struct SessionLayout {
     /// The scenario file the server runs: run again when the layout is
     /// opened.
     pub scenario: Option<PathBuf>,
+    /// Which lints run, and their times.
+    pub lints: crate::monitor::lints::LintSettings,
 }
 
 impl Default for SessionLayout {
@@ -76,6 +78,7 @@ impl Default for SessionLayout {
             accept_fault: None,
             scenario_pane: ScenarioPane::default(),
             scenario: None,
+            lints: Default::default(),
         }
     }
 }

@@ -245,7 +245,7 @@ impl ReplayBackend {
     /// Rebuild the monitor as of `t`: the keyframe at or before it, the
     /// plot's history from the stats index, then the records up to `t`.
     fn rebuild(&mut self, monitor: &mut Monitor, t: Micros) -> Result<(), String> {
-        *monitor = Monitor::default();
+        *monitor = monitor.fresh();
         self.pending.clear();
         self.state = SessionState::default();
         let Some(k) = self.reader.index.keyframe_for(t) else {

@@ -15,6 +15,8 @@ pub const MAX_CLOSED_ROWS: usize = 2_000;
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Column {
     Id,
+    /// ⚠ when a lint fires on it (from the lints, not the counters).
+    Warnings,
     Peer,
     State,
     Age,
@@ -27,8 +29,9 @@ pub enum Column {
 }
 
 impl Column {
-    pub const ALL: [Column; 10] = [
+    pub const ALL: [Column; 11] = [
         Column::Id,
+        Column::Warnings,
         Column::Peer,
         Column::State,
         Column::Age,
@@ -43,6 +46,7 @@ impl Column {
     pub fn title(self) -> &'static str {
         match self {
             Column::Id => "id",
+            Column::Warnings => "⚠",
             Column::Peer => "peer",
             Column::State => "state",
             Column::Age => "age",
@@ -59,6 +63,9 @@ impl Column {
     pub fn description(self) -> &'static str {
         match self {
             Column::Id => "Connection id, in order of accept (never reused)",
+            Column::Warnings => {
+                "Lints that fire on it (hover a ⚠ for what; the Diagnostics pane explains)"
+            }
             Column::Peer => "The client's address and port",
             Column::State => "Open, paused (and why), closing, or how it closed",
             Column::Age => "Time since accept (until close, for closed rows)",
@@ -287,7 +294,8 @@ pub fn matches_filter(c: &ConnCounters, needle: &str) -> bool {
 
 fn compare(a: &ConnCounters, b: &ConnCounters, column: Column) -> Ordering {
     match column {
-        Column::Id => a.id.cmp(&b.id),
+        // The table knows counters, not lints.
+        Column::Id | Column::Warnings => a.id.cmp(&b.id),
         Column::Peer => a.peer.cmp(&b.peer),
         Column::State => state_label(a).cmp(&state_label(b)),
         // Older connections have smaller `opened_at`, i.e. larger age.

@@ -102,6 +102,14 @@ impl Monitor {
         }
     }
 
+    /// An empty model with this one's viewer settings (which lints run):
+    /// for a new source of data, or the same one from another point.
+    pub fn fresh(&self) -> Monitor {
+        let mut m = Monitor::default();
+        m.lints.settings = self.lints.settings.clone();
+        m
+    }
+
     /// Freeze "now" at `at` (a recording's playback position).
     pub fn set_fixed_clock(&mut self, at: Micros) {
         self.fixed_clock = Some(at);

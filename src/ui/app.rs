@@ -192,7 +192,8 @@ impl MuxscopeApp {
     pub fn show_recording(&mut self, replay: crate::backend::ReplayBackend) {
         let replay: Box<dyn Backend> = Box::new(replay);
         let old = std::mem::replace(&mut self.backend, replay);
-        let old_monitor = std::mem::take(&mut self.monitor);
+        let fresh = self.monitor.fresh();
+        let old_monitor = std::mem::replace(&mut self.monitor, fresh);
         if old_status_is_live(&old.status()) && self.live.is_none() {
             self.live = Some((old, old_monitor));
         }
@@ -330,6 +331,7 @@ impl MuxscopeApp {
                 .as_ref()
                 .and_then(|s| s.scenario.as_ref())
                 .and(self.panes.scenario.path.clone()),
+            lints: self.monitor.lints.settings.clone(),
         }
     }
 
@@ -347,6 +349,7 @@ impl MuxscopeApp {
         self.panes.inject = layout.inject;
         self.panes.faults = layout.faults_form;
         self.panes.scenario = layout.scenario_pane;
+        self.monitor.lints.settings = layout.lints;
         self.theme = layout.theme;
         self.zoom = layout.zoom;
         self.server_bar.listen_text = layout.listen.clone();
@@ -790,6 +793,23 @@ impl MuxscopeApp {
                     self.tree = tiles::default_tree();
                     ui.close();
                 }
+                ui.menu_button("Lints", |ui| {
+                    let settings = &mut self.monitor.lints.settings;
+                    for lint in crate::monitor::lints::Lint::ALL {
+                        let mut on = settings.enabled(lint);
+                        if ui
+                            .checkbox(&mut on, lint.name())
+                            .on_hover_text(lint.condition(settings))
+                            .changed()
+                        {
+                            if on {
+                                settings.allowed.remove(&lint);
+                            } else {
+                                settings.allowed.insert(lint);
+                            }
+                        }
+                    }
+                });
             });
             ui.menu_button("Help", |ui| {
                 ui.label(format!("muxscope {}", env!("CARGO_PKG_VERSION")));

@@ -25,6 +25,9 @@ pub struct ConnectionsPane {
     /// Bumped when widths come from a layout so the table forgets its own.
     #[serde(skip)]
     pub table_generation: u32,
+    /// Only the connections this lint fires on (set from Diagnostics).
+    #[serde(skip)]
+    pub lint_filter: Option<crate::monitor::lints::Lint>,
 }
 
 /// Widths that fit the usual text of each column in a 1280 px window
@@ -33,6 +36,7 @@ pub struct ConnectionsPane {
 fn default_width(col: Column) -> f32 {
     match col {
         Column::Id => 40.0,
+        Column::Warnings => 24.0,
         Column::Peer => 118.0,
         Column::State => 150.0,
         Column::Age => 52.0,
@@ -76,6 +80,14 @@ impl ConnectionsPane {
                     }
                 }
             });
+            if let Some(lint) = self.lint_filter
+                && ui
+                    .button(format!("only {} ✖", lint.name()))
+                    .on_hover_text("Show every connection again")
+                    .clicked()
+            {
+                self.lint_filter = None;
+            }
             ui.label(
                 RichText::new(format!(
                     "{shown} shown · {} open · {} selected",
@@ -92,7 +104,21 @@ impl ConnectionsPane {
         // Re-read: the filter may have changed above.
         table.view(self.sort, &self.filter);
         let table = &ctx.monitor.connections;
-        let order = table.order();
+        let lints = &ctx.monitor.lints;
+        let narrowed: Vec<ConnId>;
+        let order = match self.lint_filter {
+            Some(lint) => {
+                let with = lints.conns_with(lint);
+                narrowed = table
+                    .order()
+                    .iter()
+                    .copied()
+                    .filter(|id| with.contains(id))
+                    .collect();
+                &narrowed[..]
+            }
+            None => table.order(),
+        };
 
         let columns: Vec<Column> = Column::ALL
             .into_iter()
@@ -167,7 +193,11 @@ impl ConnectionsPane {
                             if closed && !selected {
                                 ui.disable();
                             }
-                            cell(ui, c, col, now, selected);
+                            if col == Column::Warnings {
+                                warnings_cell(ui, lints, id);
+                            } else {
+                                cell(ui, c, col, now, selected);
+                            }
                         });
                     }
                     let response = row.response();
@@ -226,9 +256,21 @@ fn row_menu(
     }
 }
 
+/// ⚠ with the lints that fire on it, in a tooltip.
+fn warnings_cell(ui: &mut Ui, lints: &crate::monitor::lints::Lints, id: ConnId) {
+    let found = lints.on_conn(id);
+    if found.is_empty() {
+        return;
+    }
+    let text: Vec<String> = found.iter().map(|f| f.line()).collect();
+    ui.label(RichText::new("⚠").color(super::warn_color(ui)))
+        .on_hover_text(text.join("\n"));
+}
+
 fn cell(ui: &mut Ui, c: &ConnCounters, col: Column, now: u64, selected: bool) {
     let text = match col {
         Column::Id => c.id.to_string(),
+        Column::Warnings => String::new(),
         Column::Peer => {
             let peer = c.peer.to_string();
             ui.label(&peer).on_hover_text(peer);

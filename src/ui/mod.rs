@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod connections;
+pub mod diagnostics;
 pub mod events;
 pub mod faults;
 pub mod file_dialog;

@@ -3,6 +3,7 @@
 
 use super::PaneCtx;
 use super::connections::ConnectionsPane;
+use super::diagnostics::{DiagnosticsAction, DiagnosticsPane};
 use super::events::EventsPane;
 use super::faults::FaultsPane;
 use super::inject::InjectPane;
@@ -21,10 +22,11 @@ pub enum PaneKind {
     Plot,
     Faults,
     Scenario,
+    Diagnostics,
 }
 
 impl PaneKind {
-    pub const ALL: [PaneKind; 7] = [
+    pub const ALL: [PaneKind; 8] = [
         PaneKind::Connections,
         PaneKind::Inspector,
         PaneKind::Events,
@@ -32,6 +34,7 @@ impl PaneKind {
         PaneKind::Plot,
         PaneKind::Faults,
         PaneKind::Scenario,
+        PaneKind::Diagnostics,
     ];
 
     pub fn title(self) -> &'static str {
@@ -43,6 +46,7 @@ impl PaneKind {
             PaneKind::Plot => "Throughput",
             PaneKind::Faults => "Faults",
             PaneKind::Scenario => "Scenario",
+            PaneKind::Diagnostics => "Diagnostics",
         }
     }
 }
@@ -53,12 +57,14 @@ pub fn default_tree() -> Tree<PaneKind> {
     let mut tiles = Tiles::default();
     let conns = tiles.insert_pane(PaneKind::Connections);
     let events = tiles.insert_pane(PaneKind::Events);
+    let diagnostics = tiles.insert_pane(PaneKind::Diagnostics);
     let inspector = tiles.insert_pane(PaneKind::Inspector);
     let inject = tiles.insert_pane(PaneKind::Inject);
     let plot = tiles.insert_pane(PaneKind::Plot);
     let faults = tiles.insert_pane(PaneKind::Faults);
     let scenario = tiles.insert_pane(PaneKind::Scenario);
-    let left = tiles.insert_vertical_tile(vec![conns, events]);
+    let bottom_left = tiles.insert_tab_tile(vec![events, diagnostics]);
+    let left = tiles.insert_vertical_tile(vec![conns, bottom_left]);
     let bottom_right = tiles.insert_tab_tile(vec![inject, plot, faults, scenario]);
     let right = tiles.insert_vertical_tile(vec![inspector, bottom_right]);
     let root = tiles.insert_horizontal_tile(vec![left, right]);
@@ -91,6 +97,7 @@ pub struct Panes {
     pub scenario: ScenarioPane,
     /// What the Scenario pane asked of the app this frame.
     pub scenario_action: Option<ScenarioAction>,
+    pub diagnostics: DiagnosticsPane,
 }
 
 pub struct Behavior<'a, 'b> {
@@ -128,6 +135,13 @@ impl egui_tiles::Behavior<PaneKind> for Behavior<'_, '_> {
                 PaneKind::Scenario => {
                     if let Some(action) = self.panes.scenario.ui(ui, &mut self.ctx) {
                         self.panes.scenario_action = Some(action);
+                    }
+                }
+                PaneKind::Diagnostics => {
+                    if let Some(DiagnosticsAction::FilterTable(lint)) =
+                        self.panes.diagnostics.ui(ui, &mut self.ctx)
+                    {
+                        self.panes.connections.lint_filter = lint;
                     }
                 }
             });
