@@ -51,7 +51,17 @@ impl ConnectionsPane {
     pub fn ui(&mut self, ui: &mut Ui, ctx: &mut PaneCtx) {
         let now = ctx.monitor.engine_now();
         let table = &mut ctx.monitor.connections;
-        let shown = table.view(self.sort, &self.filter).len();
+        let shown = match self.lint_filter {
+            Some(lint) => {
+                let with = ctx.monitor.lints.conns_with(lint);
+                table
+                    .view(self.sort, &self.filter)
+                    .iter()
+                    .filter(|id| with.contains(id))
+                    .count()
+            }
+            None => table.view(self.sort, &self.filter).len(),
+        };
         ui.horizontal(|ui| {
             labelled(ui, "Filter", |ui| {
                 ui.add(

@@ -3,7 +3,9 @@
 use super::{Check, Condition, ConnHistory};
 
 pub fn check(h: &ConnHistory, c: &Check) -> Option<Condition> {
-    if !h.is_open() || c.now < h.last_rx_at {
+    // Not while muxscope itself does not read it (the queue's bound, a
+    // pause): the silence is then the server's.
+    if !h.is_open() || c.now < h.last_rx_at || h.counters.backpressure || h.counters.read_paused {
         return None;
     }
     let what = if h.counters.rx_bytes == 0 {
@@ -40,5 +42,19 @@ mod tests {
         read(&mut l, 1, 10_500_000, 5);
         assert!(l.evaluate(11_000_000).is_empty());
         assert_eq!(l.count(Lint::SilentClient).active, 0);
+    }
+
+    #[test]
+    fn a_client_the_server_does_not_read_is_not_silent() {
+        let mut l = lints();
+        let mut c = open_row(1, 0);
+        c.backpressure = true;
+        observe_counters(&mut l, c);
+        let fired = l.evaluate(20_000_000);
+        assert!(
+            fired.iter().all(|f| f.lint != Lint::SilentClient),
+            "{fired:?}"
+        );
+        assert!(fired.iter().any(|f| f.lint == Lint::ClientNotReading));
     }
 }
