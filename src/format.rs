@@ -49,9 +49,10 @@ pub fn duration_micros(us: u64) -> String {
     }
 }
 
-/// A UTC timestamp for file names, `20261203-071203`, from Unix seconds
-/// (Howard Hinnant's days-to-civil; no time-zone database needed).
-pub fn file_stamp(unix_secs: u64) -> String {
+/// A UTC calendar time from Unix seconds: (year, month, day, hour,
+/// minute, second), by Howard Hinnant's days-to-civil (no time-zone
+/// database needed).
+pub fn civil(unix_secs: u64) -> (i64, i64, i64, u64, u64, u64) {
     let days = (unix_secs / 86_400) as i64;
     let secs = unix_secs % 86_400;
     let z = days + 719_468;
@@ -63,12 +64,13 @@ pub fn file_stamp(unix_secs: u64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}{month:02}{day:02}-{:02}{:02}{:02}",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
+    (year, month, day, secs / 3600, secs / 60 % 60, secs % 60)
+}
+
+/// A UTC timestamp for file names, `20261203-071203`, from Unix seconds.
+pub fn file_stamp(unix_secs: u64) -> String {
+    let (year, month, day, h, m, s) = civil(unix_secs);
+    format!("{year:04}{month:02}{day:02}-{h:02}{m:02}{s:02}")
 }
 
 #[cfg(test)]

@@ -31,8 +31,7 @@ pub struct Summary {
     pub events: u64,
     pub dropped_events: u64,
     pub stats: Option<EngineStats>,
-    /// The engine's newest time, and when it was seen.
-    seen: Option<(crate::protocol::Micros, Instant)>,
+    clock: crate::monitor::clock::EngineClock,
 }
 
 /// Lints run this often (each run looks at every connection).
@@ -56,25 +55,11 @@ pub fn lint_line(f: &crate::monitor::lints::Finding) -> String {
 impl Summary {
     /// The engine's time now: its newest report, and the time since.
     pub fn engine_now(&self) -> crate::protocol::Micros {
-        match self.seen {
-            Some((at, when)) => at + when.elapsed().as_micros() as crate::protocol::Micros,
-            None => 0,
-        }
+        self.clock.now()
     }
 
     pub fn absorb(&mut self, batch: Batch) {
-        let newest = batch
-            .events
-            .last()
-            .map(|e| e.at)
-            .into_iter()
-            .chain(batch.stats.as_ref().map(|s| s.at))
-            .max();
-        if let Some(at) = newest
-            && self.seen.is_none_or(|(t, _)| at >= t)
-        {
-            self.seen = Some((at, Instant::now()));
-        }
+        self.clock.observe(&batch);
         self.batches += 1;
         self.events += batch.events.len() as u64;
         self.dropped_events = batch.dropped_events;

@@ -2,6 +2,7 @@
 //! batches. Plain Rust with no egui and no channels, so it is unit-tested
 //! directly and runs the same over a local or a remote backend.
 
+pub mod clock;
 pub mod connections;
 pub mod event_log;
 pub mod lints;
@@ -33,7 +34,7 @@ pub struct Monitor {
     /// Events the engine dropped for this viewer (cumulative).
     pub engine_dropped: u64,
     /// Engine time of the newest data, and when it arrived here.
-    engine_clock: Option<(Micros, Instant)>,
+    engine_clock: clock::EngineClock,
     pub batches: u64,
     /// The engine's answer to the latest `TryScenario`.
     pub last_try: Option<Result<crate::scenario::TryReport, String>>,
@@ -53,18 +54,7 @@ impl Monitor {
         self.batches += 1;
         self.lints.observe(&batch);
         self.engine_dropped = self.engine_dropped.max(batch.dropped_events);
-        let newest = batch
-            .events
-            .last()
-            .map(|e| e.at)
-            .into_iter()
-            .chain(batch.stats.as_ref().map(|s| s.at))
-            .max();
-        if let Some(at) = newest
-            && self.engine_clock.is_none_or(|(t, _)| at >= t)
-        {
-            self.engine_clock = Some((at, Instant::now()));
-        }
+        self.engine_clock.observe(&batch);
         self.events.extend(batch.events);
         for c in batch.counters {
             self.connections.upsert(c);
@@ -96,10 +86,7 @@ impl Monitor {
         if let Some(t) = self.fixed_clock {
             return t;
         }
-        match self.engine_clock {
-            Some((at, seen)) => at + seen.elapsed().as_micros() as Micros,
-            None => 0,
-        }
+        self.engine_clock.now()
     }
 
     /// An empty model with this one's viewer settings (which lints run):
