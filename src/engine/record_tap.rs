@@ -44,17 +44,26 @@ impl RecordTap {
             progress,
             thread,
         } = writer::start(config, engine_started_unix_ms, now)?;
-        Ok(RecordTap {
+        Ok(RecordTap::over(tx, progress, Some(thread), now))
+    }
+
+    fn over(
+        tx: Sender<TapMsg>,
+        progress: Arc<Progress>,
+        thread: Option<JoinHandle<()>>,
+        now: Micros,
+    ) -> RecordTap {
+        RecordTap {
             tx,
             progress,
-            thread: Some(thread),
+            thread,
             started_at: now,
             data: Vec::new(),
             data_bytes: 0,
             lost: Loss::default(),
             lost_by_conn: HashMap::new(),
             gone: false,
-        })
+        }
     }
 
     /// Bytes that moved on `conn`.
@@ -248,5 +257,78 @@ impl super::event_loop::EventLoop {
             Some(tap) => Some(Box::new(tap.status())),
             None => self.last_recording.clone().map(Box::new),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{Event, EventKind};
+
+    fn batch(at: Micros, events: usize) -> Batch {
+        Batch {
+            events: (0..events)
+                .map(|_| Event {
+                    at,
+                    conn: Some(ConnId(1)),
+                    kind: EventKind::Read { n: 1 },
+                })
+                .collect(),
+            ..Batch::default()
+        }
+    }
+
+    /// A writer that cannot keep up: what the tap could not hand over is
+    /// counted per connection and direction, never waited for, and goes
+    /// into the file with the next flush that fits.
+    #[test]
+    fn a_full_channel_counts_exactly_what_was_lost_and_says_so_next() {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let mut tap = RecordTap::over(tx, Arc::new(Progress::default()), None, 0);
+        tap.bytes(10, ConnId(1), Direction::Rx, b"first");
+        tap.send(Some(batch(10, 2)));
+        // The writer is stuck: the channel holds that one flush.
+        tap.bytes(20, ConnId(1), Direction::Rx, b"abc");
+        tap.bytes(21, ConnId(2), Direction::Tx, b"defgh");
+        tap.send(Some(batch(22, 3)));
+        tap.bytes(30, ConnId(1), Direction::Tx, b"ij");
+        tap.send(None);
+        let status = tap.status();
+        assert_eq!((status.lost_events, status.lost_bytes), (3, 10));
+
+        let TapMsg::Flush {
+            loss: None, data, ..
+        } = rx.try_recv().unwrap()
+        else {
+            panic!("the first flush had no loss");
+        };
+        assert_eq!(data.len(), 1);
+        tap.bytes(40, ConnId(1), Direction::Rx, b"after");
+        tap.send(None);
+        let TapMsg::Flush {
+            loss: Some(loss),
+            data,
+            ..
+        } = rx.try_recv().unwrap()
+        else {
+            panic!("the next flush says what was lost");
+        };
+        assert_eq!((loss.from, loss.to, loss.events), (20, 30, 3));
+        assert_eq!(
+            loss.conns,
+            vec![
+                ConnLoss {
+                    conn: ConnId(1),
+                    rx: 3,
+                    tx: 2
+                },
+                ConnLoss {
+                    conn: ConnId(2),
+                    rx: 0,
+                    tx: 5
+                },
+            ]
+        );
+        assert_eq!(data[0].bytes, b"after");
     }
 }

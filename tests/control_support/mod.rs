@@ -328,6 +328,12 @@ impl HeadlessChild {
         line["muxscope listening on ".len()..].parse().unwrap()
     }
 
+    /// SIGKILL, as a crash would end it (nothing runs after).
+    pub fn kill_9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// SIGTERM; whether it then exited cleanly.
     pub fn stop(mut self) -> bool {
         stop_on_sigterm(&mut self.child)
