@@ -1,9 +1,8 @@
 //! `--record` as a user runs it, and what a crash leaves behind.
 
 mod control_support;
-mod temp_dir;
 
-use control_support::HeadlessChild;
+use control_support::{HeadlessChild, TempDir};
 use muxscope::protocol::Direction;
 use muxscope::record::Record;
 use muxscope::record::reader::Reader;
@@ -16,7 +15,7 @@ use std::time::Duration;
 /// there, and nothing after is misread.
 #[test]
 fn a_recording_survives_kill_9_up_to_its_last_complete_frame() {
-    let dir = temp_dir::TempDir::new("record-kill");
+    let dir = TempDir::new("record-kill");
     let path = dir.path().join("crash.muxrec");
     let h = HeadlessChild::spawn(&["--record", path.to_str().unwrap()]);
     let addr = h.echo_addr();
