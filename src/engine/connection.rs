@@ -11,7 +11,7 @@ use super::script::Script;
 use super::shaper::Shaper;
 use super::transcript::Transcript;
 use crate::protocol::{
-    ConnCounters, ConnDetail, ConnId, ConnState, EventCounts, FaultStatus, Micros,
+    ConnCounters, ConnDetail, ConnId, ConnState, EventCounts, FaultStatus, Micros, TcpInfo,
 };
 use crate::scenario::Scenario;
 use mio::net::TcpStream;
@@ -62,6 +62,9 @@ pub struct Connection {
     pub shaper: Option<Box<Shaper>>,
     /// The scenario's state on it, while one runs.
     pub script: Option<Box<Script>>,
+    /// The kernel's latest view of it (`TCP_INFO`), once sampled (boxed:
+    /// a pointer per idle client until the first sample).
+    pub tcp: Option<Box<TcpInfo>>,
 }
 
 impl Connection {
@@ -86,6 +89,7 @@ impl Connection {
             listed: false,
             shaper: None,
             script: None,
+            tcp: None,
         }
     }
 
@@ -113,8 +117,7 @@ impl Connection {
             events: self.events,
             last_activity: self.last_activity,
             faults: self.fault_status(),
-            // Filled in by the kernel sampler (issue 13), once it runs.
-            tcp: None,
+            tcp: self.tcp.clone(),
         }
     }
 
