@@ -6,11 +6,13 @@ pub mod connections;
 pub mod event_log;
 pub mod messages;
 pub mod rates;
+pub mod tcp_history;
 pub mod transcript;
 
 pub use connections::{Column, ConnectionTable, Sort};
 pub use event_log::{EventFilter, EventLog};
 pub use rates::Rates;
+pub use tcp_history::TcpHistory;
 
 use crate::protocol::{Batch, ConnDetail, ConnId, EngineStats, Micros};
 use std::collections::HashMap;
@@ -39,6 +41,8 @@ pub struct Monitor {
     /// A recording played back says what "now" is; time does not run on
     /// its own.
     fixed_clock: Option<Micros>,
+    /// Recent `TCP_INFO` samples per connection.
+    tcp: tcp_history::TcpHistories,
 }
 
 impl Monitor {
@@ -59,6 +63,9 @@ impl Monitor {
         }
         self.events.extend(batch.events);
         for c in batch.counters {
+            if let Some(info) = &c.tcp {
+                self.tcp.record(c.id, info);
+            }
             self.connections.upsert(c);
         }
         if let Some(open) = &batch.open_conns {
@@ -99,6 +106,11 @@ impl Monitor {
         self.fixed_clock = Some(at);
     }
 
+    /// The recent `TCP_INFO` samples of connection `id`, once it has any.
+    pub fn tcp_history(&self, id: ConnId) -> Option<&TcpHistory> {
+        self.tcp.get(id)
+    }
+
     pub fn detail(&self, id: ConnId) -> Option<&ConnDetail> {
         self.details.get(&id)
     }
@@ -112,6 +124,10 @@ impl Monitor {
     pub fn prune(&mut self) {
         let now = self.engine_now();
         self.connections.prune(now);
+        if self.tcp.len() > self.connections.len() {
+            let rows = &self.connections;
+            self.tcp.retain(|id| rows.get(id).is_some());
+        }
     }
 }
 
@@ -139,5 +155,42 @@ mod tests {
         assert_eq!(m.events.len(), 1);
         assert_eq!(m.engine_dropped, 7);
         assert!(m.engine_now() >= 5);
+    }
+
+    #[test]
+    fn tcp_samples_are_kept_per_connection_and_pruned_with_the_rows() {
+        use crate::protocol::{CloseReason, ConnState, TcpInfo};
+        let mut m = Monitor::default();
+        let sampled = |id, at, closed: bool| {
+            let mut c = connections::tests::row(id, 4000, 0);
+            c.tcp = Some(Box::new(TcpInfo {
+                at,
+                rtt_us: 100,
+                ..TcpInfo::default()
+            }));
+            if closed {
+                c.state = ConnState::Closed(CloseReason::PeerClosed);
+            }
+            c
+        };
+        for (at, counters) in [
+            (1, vec![sampled(1, 1, false), sampled(2, 1, false)]),
+            // The same sample again (another counter changed): kept once.
+            (2, vec![sampled(1, 1, false)]),
+            (3, vec![sampled(1, 2, false), sampled(2, 2, true)]),
+        ] {
+            m.absorb(Batch {
+                seq: at,
+                counters,
+                ..Batch::default()
+            });
+        }
+        assert_eq!(m.tcp_history(ConnId(1)).map(|h| h.samples().len()), Some(2));
+        assert_eq!(m.tcp_history(ConnId(2)).map(|h| h.samples().len()), Some(2));
+        m.set_fixed_clock(2 + connections::CLOSED_RETENTION);
+        m.prune();
+        assert!(m.connections.get(ConnId(2)).is_none());
+        assert!(m.tcp_history(ConnId(2)).is_none(), "pruned with its row");
+        assert!(m.tcp_history(ConnId(1)).is_some());
     }
 }
