@@ -32,6 +32,8 @@ pub struct TcpSampler {
     watched: Vec<(ConnId, usize)>,
     /// The next slab key of the round over all connections.
     cursor: usize,
+    /// Which slice of the round is next (0 to `SLICES_PER_ROUND - 1`).
+    slice: usize,
     /// When the next slice is due.
     pub next_at: Instant,
     /// The platform has `TCP_INFO` at all.
@@ -43,6 +45,7 @@ impl TcpSampler {
         TcpSampler {
             watched: Vec::new(),
             cursor: 0,
+            slice: 0,
             next_at: start,
             available: super::sys::TCP_INFO_UNAVAILABLE.is_none(),
         }
@@ -76,6 +79,13 @@ pub fn sample(conn: &mut Connection, now: Micros) -> bool {
     }
 }
 
+/// How many of `conns` connections slice `slice` of a round samples: the
+/// slices' shares add up to `conns`, so each connection is sampled once a
+/// round, also when there are fewer connections than slices.
+fn slice_share(conns: usize, slice: usize) -> usize {
+    conns * (slice + 1) / SLICES_PER_ROUND - conns * slice / SLICES_PER_ROUND
+}
+
 impl EventLoop {
     /// Replace the watched set (`Command::Watch`); at most [`MAX_WATCHED`]
     /// ids are taken.
@@ -94,8 +104,9 @@ impl EventLoop {
         // back to catch up.
         self.sampler.next_at = clock + SLICE;
         let now = self.now;
-        for i in 0..self.sampler.watched.len() {
-            let (id, key) = self.sampler.watched[i];
+        // Taken out so marking dirty may borrow the loop.
+        let watched = std::mem::take(&mut self.sampler.watched);
+        for &(id, key) in &watched {
             if let Some(conn) = self.conns.get_mut(key)
                 && conn.id == id
                 && sample(conn, now)
@@ -103,7 +114,9 @@ impl EventLoop {
                 self.mark_dirty(key);
             }
         }
-        let want = self.conns.len().div_ceil(SLICES_PER_ROUND);
+        self.sampler.watched = watched;
+        let want = slice_share(self.conns.len(), self.sampler.slice);
+        self.sampler.slice = (self.sampler.slice + 1) % SLICES_PER_ROUND;
         let capacity = self.conns.capacity();
         let (mut key, mut done, mut visited) = (self.sampler.cursor, 0, 0);
         while done < want && visited < capacity {
@@ -120,5 +133,22 @@ impl EventLoop {
             visited += 1;
         }
         self.sampler.cursor = key;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_round_samples_each_connection_once() {
+        for conns in [0, 1, 2, 9, 10, 11, 999, 10_000] {
+            let shares: Vec<usize> = (0..SLICES_PER_ROUND)
+                .map(|s| slice_share(conns, s))
+                .collect();
+            assert_eq!(shares.iter().sum::<usize>(), conns, "{conns}: {shares:?}");
+            // Spread: no slice takes more than its tenth (rounded up).
+            assert!(shares.iter().all(|&n| n <= conns.div_ceil(SLICES_PER_ROUND)));
+        }
     }
 }
