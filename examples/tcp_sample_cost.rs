@@ -25,7 +25,10 @@ fn main() {
         .unwrap_or(10_000);
     let need = conns as u64 + 256;
     let (_, hard) = rlimit::Resource::NOFILE.get().expect("getrlimit");
-    assert!(hard >= need, "need {need} descriptors, the hard limit is {hard}");
+    assert!(
+        hard >= need,
+        "need {need} descriptors, the hard limit is {hard}"
+    );
     rlimit::Resource::NOFILE.set(hard, hard).expect("setrlimit");
     // The clients live in a child process (this program again), so each
     // process needs only one descriptor per connection.

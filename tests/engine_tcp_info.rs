@@ -23,7 +23,8 @@ fn tcp_of(h: &Harness, id: ConnId, what: &str, pred: impl Fn(&TcpInfo) -> bool) 
 fn a_client_that_never_reads_closes_its_window() {
     let h = Harness::start(EngineConfig::default());
     assert_eq!(
-        h.wait_for("stats", |m| m.stats.clone()).tcp_info_unavailable,
+        h.wait_for("stats", |m| m.stats.clone())
+            .tcp_info_unavailable,
         None,
         "Linux has TCP_INFO"
     );
@@ -86,14 +87,15 @@ fn a_watched_connection_is_sampled_far_more_often() {
     for t in threads {
         t.join().expect("client thread");
     }
-    let count = |id| {
-        h.with_monitor(|m| m.tcp_history(id).map_or(0, |hist| hist.samples().len()))
-    };
+    let count = |id| h.with_monitor(|m| m.tcp_history(id).map_or(0, |hist| hist.samples().len()));
     let (w, u) = (count(watched), count(unwatched));
     // Ideally about 22 and 3; margins for a loaded machine.
     assert!(w >= 8, "watched: {w} samples in 2.2 s");
     assert!(u >= 1, "unwatched: {u} samples in 2.2 s");
-    assert!(u <= 5, "unwatched sampled about once a second: {u} in 2.2 s");
+    assert!(
+        u <= 5,
+        "unwatched sampled about once a second: {u} in 2.2 s"
+    );
     assert!(w >= 2 * u, "watched {w} vs unwatched {u}");
 }
 

@@ -1055,7 +1055,13 @@ fn kernel_view_in_the_table_and_the_inspector() {
         let text = try_cell(h, id, "RTT")?;
         (text != "–").then_some(())
     });
-    assert!(h.state().panes.connections.shown_optional.contains(&muxscope::monitor::Column::Rtt));
+    assert!(
+        h.state()
+            .panes
+            .connections
+            .shown_optional
+            .contains(&muxscope::monitor::Column::Rtt)
+    );
 
     click_row(&mut h, id);
     wait_for(&mut h, "the inspector's Kernel section", |h| {

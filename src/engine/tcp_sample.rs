@@ -148,7 +148,11 @@ mod tests {
                 .collect();
             assert_eq!(shares.iter().sum::<usize>(), conns, "{conns}: {shares:?}");
             // Spread: no slice takes more than its tenth (rounded up).
-            assert!(shares.iter().all(|&n| n <= conns.div_ceil(SLICES_PER_ROUND)));
+            assert!(
+                shares
+                    .iter()
+                    .all(|&n| n <= conns.div_ceil(SLICES_PER_ROUND))
+            );
         }
     }
 }

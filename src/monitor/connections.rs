@@ -328,11 +328,13 @@ fn compare(a: &ConnCounters, b: &ConnCounters, column: Column) -> Ordering {
         Column::LastActivity => a.last_activity.cmp(&b.last_activity),
         // Rows not sampled yet sort first.
         Column::Rtt => tcp_key(a, |t| Some(t.rtt_us)).cmp(&tcp_key(b, |t| Some(t.rtt_us))),
-        Column::Retransmits => tcp_key(a, |t| Some(t.total_retrans))
-            .cmp(&tcp_key(b, |t| Some(t.total_retrans))),
+        Column::Retransmits => {
+            tcp_key(a, |t| Some(t.total_retrans)).cmp(&tcp_key(b, |t| Some(t.total_retrans)))
+        }
         Column::PeerWindow => tcp_key(a, |t| t.peer_window).cmp(&tcp_key(b, |t| t.peer_window)),
-        Column::Unsent => tcp_key(a, |t| Some(t.notsent_bytes))
-            .cmp(&tcp_key(b, |t| Some(t.notsent_bytes))),
+        Column::Unsent => {
+            tcp_key(a, |t| Some(t.notsent_bytes)).cmp(&tcp_key(b, |t| Some(t.notsent_bytes)))
+        }
     }
 }
 

@@ -73,10 +73,16 @@ fn grid(ui: &mut Ui, t: &TcpInfo, history: Option<&TcpHistory>) {
         .num_columns(3)
         .spacing([12.0, 2.0])
         .show(ui, |ui| {
-            ui.label("RTT")
-                .on_hover_text("Smoothed round-trip time ± its variance, as the kernel measures it");
+            ui.label("RTT").on_hover_text(
+                "Smoothed round-trip time ± its variance, as the kernel measures it",
+            );
             ui.label(rtt(t));
-            sparkline(ui, &rtts, super::rx_color(ui), "RTT over the recent samples");
+            sparkline(
+                ui,
+                &rtts,
+                super::rx_color(ui),
+                "RTT over the recent samples",
+            );
             ui.end_row();
             let closed = t.peer_window == Some(0);
             ui.label("peer window").on_hover_text(
@@ -111,7 +117,11 @@ fn grid(ui: &mut Ui, t: &TcpInfo, history: Option<&TcpHistory>) {
             row(
                 ui,
                 "cwnd",
-                format!("{} segments of {}", t.cwnd, format::bytes(u64::from(t.snd_mss))),
+                format!(
+                    "{} segments of {}",
+                    t.cwnd,
+                    format::bytes(u64::from(t.snd_mss))
+                ),
                 "Congestion window and the send MSS",
             );
             row(
