@@ -1064,11 +1064,13 @@ fn kernel_view_in_the_table_and_the_inspector() {
     );
 
     click_row(&mut h, id);
-    wait_for(&mut h, "the inspector's Kernel section", |h| {
-        h.query_by_label_contains(muxscope::ui::kernel::TITLE)
-            .is_some()
-            .then_some(())
+    // Closed, its title says the RTT; opened, it shows the rest.
+    wait_for(&mut h, "the inspector's Kernel section with the RTT", |h| {
+        let title = format!("{}: RTT", muxscope::ui::kernel::TITLE);
+        h.query_by_label_contains(&title).is_some().then_some(())
     });
+    h.get_by_label_contains(muxscope::ui::kernel::TITLE).click();
+    h.step();
     wait_for(&mut h, "sampled kernel values in the inspector", |h| {
         let labels = ["peer window", "our window", "retransmits", "cwnd", "unsent"];
         let all = labels.iter().all(|l| h.query_by_label(l).is_some());

@@ -187,7 +187,8 @@ mod tests {
         }
         assert_eq!(m.tcp_history(ConnId(1)).map(|h| h.samples().len()), Some(2));
         assert_eq!(m.tcp_history(ConnId(2)).map(|h| h.samples().len()), Some(2));
-        m.set_fixed_clock(2 + connections::CLOSED_RETENTION);
+        // The closed row last moved at 20 (`row` opens connection n at 10n).
+        m.set_fixed_clock(20 + connections::CLOSED_RETENTION);
         m.prune();
         assert!(m.connections.get(ConnId(2)).is_none());
         assert!(m.tcp_history(ConnId(2)).is_none(), "pruned with its row");

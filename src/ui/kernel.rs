@@ -35,8 +35,21 @@ pub fn section(
     history: Option<&TcpHistory>,
     closed: bool,
 ) {
-    egui::CollapsingHeader::new(TITLE)
-        .default_open(true)
+    // Closed at first, with the two numbers that most often explain a
+    // stuck client in its title: open, it would push the transcript (the
+    // inspector's main content) down by a dozen rows.
+    let title = match (unavailable, latest) {
+        (None, Some(t)) => format!(
+            "{TITLE}: RTT {} · peer window {}",
+            format::duration_micros(u64::from(t.rtt_us)),
+            t.peer_window
+                .map_or("?".to_owned(), |w| format::bytes(u64::from(w)))
+        ),
+        _ => TITLE.to_owned(),
+    };
+    egui::CollapsingHeader::new(title)
+        .id_salt("inspector-kernel")
+        .default_open(false)
         .show(ui, |ui| {
             if let Some(why) = unavailable {
                 ui.label(RichText::new(why).weak());
