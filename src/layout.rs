@@ -210,6 +210,10 @@ mod tests {
             .insert(crate::monitor::Column::Peer);
         layout
             .connections
+            .shown_optional
+            .insert(crate::monitor::Column::Rtt);
+        layout
+            .connections
             .widths
             .insert(crate::monitor::Column::Rx, 99.0);
         layout.events.filter.hidden_kinds.insert("readiness".into());

@@ -9,6 +9,10 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::SocketAddr;
 
+/// The most connections a `Command::Watch` may name: a screenful of rows
+/// and the inspected one, with room to spare.
+pub const MAX_WATCHED: usize = 1024;
+
 /// The seed's address, used when nothing else is said.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8800";
 
@@ -656,6 +660,21 @@ pub struct TcpInfo {
     pub segs_in: u32,
 }
 
+impl TcpInfo {
+    /// Whether `self` says something `earlier` did not: anything but the
+    /// time it was taken and the "since data was last sent/received"
+    /// clocks, which drift on every idle connection.
+    pub fn differs_from(&self, earlier: &TcpInfo) -> bool {
+        let strip = |t: &TcpInfo| TcpInfo {
+            at: 0,
+            last_data_sent_ms: 0,
+            last_data_recv_ms: 0,
+            ..t.clone()
+        };
+        strip(self) != strip(earlier)
+    }
+}
+
 /// What faults do to one connection right now, for its row.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FaultStatus {
@@ -960,6 +979,13 @@ pub enum Command {
     /// Ask for a `ConnDetail` snapshot, answered in a later batch.
     Inspect {
         conn: ConnId,
+    },
+    /// The connections a viewer shows now (the inspected one and the
+    /// visible rows); it replaces the previous set. The engine samples
+    /// their `TCP_INFO` up to ten times a second, the rest once a second.
+    /// A viewer names at most a few hundred ([`MAX_WATCHED`]).
+    Watch {
+        conns: Vec<ConnId>,
     },
     /// Set the faults of connections, or those new connections get. The
     /// faults given replace the ones in force (an empty set lifts them).

@@ -1033,3 +1033,51 @@ fn a_scenario_given_on_the_command_line_runs_from_the_first_client() {
         "the pane edits the file that runs"
     );
 }
+
+/// The kernel's view: an optional RTT column turned on in the Columns
+/// menu fills in, and the inspector's Kernel section shows the sampled
+/// values (not zeros, not "sampling…" forever).
+#[test]
+fn kernel_view_in_the_table_and_the_inspector() {
+    let (mut h, addr) = start();
+    let mut a = connect(addr);
+    round_trip(&mut a, b"hello");
+    let id = wait_row(&mut h, &a);
+    assert!(
+        table_headers(&h).iter().all(|(t, _)| t != "RTT"),
+        "the kernel's columns are off by default"
+    );
+    click_through(&mut h, &["Columns", "RTT"]);
+    // Close the menu.
+    h.key_press(egui::Key::Escape);
+    h.step();
+    wait_for(&mut h, "an RTT cell with a sampled value", |h| {
+        let text = try_cell(h, id, "RTT")?;
+        (text != "–").then_some(())
+    });
+    assert!(
+        h.state()
+            .panes
+            .connections
+            .shown_optional
+            .contains(&muxscope::monitor::Column::Rtt)
+    );
+
+    click_row(&mut h, id);
+    // Closed, its title says the RTT; opened, it shows the rest.
+    wait_for(&mut h, "the inspector's Kernel section with the RTT", |h| {
+        let title = format!("{}: RTT", muxscope::ui::kernel::TITLE);
+        h.query_by_label_contains(&title).is_some().then_some(())
+    });
+    h.get_by_label_contains(muxscope::ui::kernel::TITLE).click();
+    h.step();
+    wait_for(&mut h, "sampled kernel values in the inspector", |h| {
+        let labels = ["peer window", "our window", "retransmits", "cwnd", "unsent"];
+        let all = labels.iter().all(|l| h.query_by_label(l).is_some());
+        // The RTT reads "x ± y".
+        (all && h.query_by_label_contains(" ± ").is_some()).then_some(())
+    });
+    assert!(h.query_by_label("sampling…").is_none());
+    let watched = h.state().selection.primary;
+    assert_eq!(watched, Some(id));
+}

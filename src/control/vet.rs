@@ -7,7 +7,7 @@
 //! - Strings are capped (an address is a few dozen bytes), and so are
 //!   target lists, whatever the message size allows.
 
-use crate::protocol::{Command, Targets};
+use crate::protocol::{Command, MAX_WATCHED, Targets};
 use std::net::SocketAddr;
 
 /// The longest `Listen` address accepted.
@@ -52,6 +52,10 @@ pub fn vet(cmd: &Command, has_token: bool) -> Result<(), Refusal> {
             ))),
             _ => Ok(()),
         },
+        // A viewer watches what it shows: a screenful of rows.
+        Command::Watch { conns } if conns.len() > MAX_WATCHED => Err(Refusal::Abuse(format!(
+            "a viewer may watch at most {MAX_WATCHED} connections"
+        ))),
         Command::SetScenario(Some(file)) | Command::TryScenario { scenario: file, .. }
             if file.rules.len() > MAX_RULES =>
         {
@@ -75,6 +79,7 @@ pub fn vet(cmd: &Command, has_token: bool) -> Result<(), Refusal> {
         | Command::SetMode(_)
         | Command::StopListening
         | Command::Inspect { .. }
+        | Command::Watch { .. }
         | Command::SetFaults { .. }
         | Command::SetAcceptFault(_) => Ok(()),
     }
@@ -181,5 +186,13 @@ mod tests {
             mode: KickMode::Reset,
         };
         assert!(matches!(vet(&many, true), Err(Refusal::Abuse(_))));
+        let watch = |n: u64| Command::Watch {
+            conns: (0..n).map(ConnId).collect(),
+        };
+        assert_eq!(vet(&watch(MAX_WATCHED as u64), false), Ok(()));
+        assert!(matches!(
+            vet(&watch(MAX_WATCHED as u64 + 1), true),
+            Err(Refusal::Abuse(_))
+        ));
     }
 }

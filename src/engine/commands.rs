@@ -109,6 +109,7 @@ impl EventLoop {
                 },
             }),
             Command::StopRecording => self.stop_recording("stopped by the user"),
+            Command::Watch { conns } => self.watch(conns),
         }
     }
 

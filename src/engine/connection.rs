@@ -12,7 +12,7 @@ use super::script::Script;
 use super::shaper::Shaper;
 use super::transcript::Transcript;
 use crate::protocol::{
-    ConnCounters, ConnDetail, ConnId, ConnState, EventCounts, FaultStatus, Micros,
+    ConnCounters, ConnDetail, ConnId, ConnState, EventCounts, FaultStatus, Micros, TcpInfo,
 };
 use crate::scenario::Scenario;
 use mio::net::TcpStream;
@@ -65,6 +65,9 @@ pub struct Connection {
     pub script: Option<Box<Script>>,
     /// The replayed recording's state on it (`--replay`).
     pub replay: Option<Box<Replay>>,
+    /// The kernel's latest view of it (`TCP_INFO`), once sampled (boxed:
+    /// a pointer per idle client until the first sample).
+    pub tcp: Option<Box<TcpInfo>>,
 }
 
 impl Connection {
@@ -90,6 +93,7 @@ impl Connection {
             shaper: None,
             script: None,
             replay: None,
+            tcp: None,
         }
     }
 
@@ -117,8 +121,7 @@ impl Connection {
             events: self.events,
             last_activity: self.last_activity,
             faults: self.fault_status(),
-            // Filled in by the kernel sampler (issue 13), once it runs.
-            tcp: None,
+            tcp: self.tcp.clone(),
             pending: self.script.as_ref().and_then(|s| s.pending_message()),
         }
     }

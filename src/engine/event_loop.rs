@@ -18,6 +18,7 @@ use super::connection::Connection;
 use super::publish::{CountersOut, Publisher};
 use super::resolve::Resolver;
 use super::stats::StatsTicker;
+use super::tcp_sample::TcpSampler;
 use super::timers::{Due, Timer, Timers};
 use crate::faults::{AcceptFault, Faults};
 use crate::protocol::*;
@@ -84,6 +85,8 @@ pub struct EventLoop {
     accepted_total: u64,
     polls_total: u64,
     pub(super) stats: StatsTicker,
+    /// Samples `TCP_INFO` of watched connections often, the rest seldom.
+    pub(super) sampler: TcpSampler,
 }
 
 impl EventLoop {
@@ -133,6 +136,7 @@ impl EventLoop {
             accepted_total: 0,
             polls_total: 0,
             stats: StatsTicker::new(start),
+            sampler: TcpSampler::new(start),
         };
         if let Some(config) = this.config.record.take() {
             // Before any client: the recording has the whole session, and
@@ -231,6 +235,7 @@ impl EventLoop {
             self.timers
                 .next()
                 .map(|at| self.start + Duration::from_micros(at)),
+            self.sampler.deadline(self.conns.len()),
         ]
         .into_iter()
         .flatten()
@@ -471,8 +476,23 @@ impl EventLoop {
             }
             self.timers.recycle(bucket);
         }
+        self.sample_tcp(clock);
         if clock >= self.stats.next_tick {
             self.tick(clock);
+        }
+    }
+
+    /// Have the counters of the connection at `key` go out with the next
+    /// batch.
+    pub(super) fn mark_dirty(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        conn.dirty = true;
+        // While a resync is owed, it carries every connection anyway.
+        if !conn.listed && !self.publisher.resync_owed() {
+            conn.listed = true;
+            self.dirty.push(key);
         }
     }
 
@@ -513,7 +533,7 @@ impl EventLoop {
             accept_fault: self.accept_fault,
             scenario: self.scenario_status(),
             recording: self.recording_status(),
-            tcp_info_unavailable: None,
+            tcp_info_unavailable: super::sys::TCP_INFO_UNAVAILABLE.map(str::to_owned),
         };
         if let Some(heartbeat) = self.stats.should_send(clock, &stats) {
             self.publisher.stats(stats, heartbeat);

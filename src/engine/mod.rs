@@ -24,6 +24,7 @@ mod script_io;
 mod shaper;
 mod stats;
 mod sys;
+mod tcp_sample;
 mod timers;
 mod transcript;
 

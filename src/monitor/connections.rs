@@ -26,10 +26,15 @@ pub enum Column {
     Msgs,
     HighWater,
     LastActivity,
+    // The kernel's view (`TCP_INFO`); optional, off by default.
+    Rtt,
+    Retransmits,
+    PeerWindow,
+    Unsent,
 }
 
 impl Column {
-    pub const ALL: [Column; 11] = [
+    pub const ALL: [Column; 15] = [
         Column::Id,
         Column::Warnings,
         Column::Peer,
@@ -41,7 +46,20 @@ impl Column {
         Column::Msgs,
         Column::HighWater,
         Column::LastActivity,
+        Column::Rtt,
+        Column::Retransmits,
+        Column::PeerWindow,
+        Column::Unsent,
     ];
+
+    /// Off until chosen in the Columns menu: a layout saved before such a
+    /// column existed does not hide it, yet should not show it either.
+    pub fn optional(self) -> bool {
+        matches!(
+            self,
+            Column::Rtt | Column::Retransmits | Column::PeerWindow | Column::Unsent
+        )
+    }
 
     pub fn title(self) -> &'static str {
         match self {
@@ -56,6 +74,10 @@ impl Column {
             Column::Msgs => "msgs",
             Column::HighWater => "queue peak",
             Column::LastActivity => "last activity",
+            Column::Rtt => "RTT",
+            Column::Retransmits => "retrans",
+            Column::PeerWindow => "peer window",
+            Column::Unsent => "unsent",
         }
     }
 
@@ -75,6 +97,12 @@ impl Column {
             Column::Msgs => "Messages waiting in the queue",
             Column::HighWater => "The most bytes ever queued for this client",
             Column::LastActivity => "Time since muxscope last read from or wrote to it",
+            Column::Rtt => "The kernel's smoothed round-trip time (TCP_INFO)",
+            Column::Retransmits => "Segments the kernel retransmitted over its life (TCP_INFO)",
+            Column::PeerWindow => {
+                "The window the client advertises: 0 means it is not reading (TCP_INFO)"
+            }
+            Column::Unsent => "Bytes written to the socket that TCP has not sent yet (TCP_INFO)",
         }
     }
 }
@@ -306,7 +334,20 @@ fn compare(a: &ConnCounters, b: &ConnCounters, column: Column) -> Ordering {
         Column::Msgs => a.queued_msgs.cmp(&b.queued_msgs),
         Column::HighWater => a.queue_high_water.cmp(&b.queue_high_water),
         Column::LastActivity => a.last_activity.cmp(&b.last_activity),
+        // Rows not sampled yet sort first.
+        Column::Rtt => tcp_key(a, |t| Some(t.rtt_us)).cmp(&tcp_key(b, |t| Some(t.rtt_us))),
+        Column::Retransmits => {
+            tcp_key(a, |t| Some(t.total_retrans)).cmp(&tcp_key(b, |t| Some(t.total_retrans)))
+        }
+        Column::PeerWindow => tcp_key(a, |t| t.peer_window).cmp(&tcp_key(b, |t| t.peer_window)),
+        Column::Unsent => {
+            tcp_key(a, |t| Some(t.notsent_bytes)).cmp(&tcp_key(b, |t| Some(t.notsent_bytes)))
+        }
     }
+}
+
+fn tcp_key(c: &ConnCounters, f: fn(&crate::protocol::TcpInfo) -> Option<u32>) -> Option<u32> {
+    c.tcp.as_deref().and_then(f)
 }
 
 #[cfg(test)]

@@ -8,11 +8,13 @@ pub mod event_log;
 pub mod lints;
 pub mod messages;
 pub mod rates;
+pub mod tcp_history;
 pub mod transcript;
 
 pub use connections::{Column, ConnectionTable, Sort};
 pub use event_log::{EventFilter, EventLog};
 pub use rates::Rates;
+pub use tcp_history::TcpHistory;
 
 use crate::protocol::{Batch, ConnDetail, ConnId, EngineStats, Micros};
 use std::collections::HashMap;
@@ -44,6 +46,8 @@ pub struct Monitor {
     /// What the clients do wrong, from the same batches.
     pub lints: lints::Lints,
     lints_run_at: Option<Instant>,
+    /// Recent `TCP_INFO` samples per connection.
+    tcp: tcp_history::TcpHistories,
 }
 
 /// Lints run at most this often (each run looks at every connection).
@@ -57,6 +61,9 @@ impl Monitor {
         self.engine_clock.observe(&batch);
         self.events.extend(batch.events);
         for c in batch.counters {
+            if let Some(info) = &c.tcp {
+                self.tcp.record(c.id, info);
+            }
             self.connections.upsert(c);
         }
         if let Some(open) = &batch.open_conns {
@@ -102,6 +109,11 @@ impl Monitor {
         self.fixed_clock = Some(at);
     }
 
+    /// The recent `TCP_INFO` samples of connection `id`, once it has any.
+    pub fn tcp_history(&self, id: ConnId) -> Option<&TcpHistory> {
+        self.tcp.get(id)
+    }
+
     pub fn detail(&self, id: ConnId) -> Option<&ConnDetail> {
         self.details.get(&id)
     }
@@ -116,6 +128,10 @@ impl Monitor {
     pub fn prune(&mut self) {
         let now = self.engine_now();
         self.connections.prune(now);
+        if self.tcp.len() > self.connections.len() {
+            let rows = &self.connections;
+            self.tcp.retain(|id| rows.get(id).is_some());
+        }
         if self.lints_run_at.is_none_or(|t| t.elapsed() >= LINT_EVERY) {
             self.lints_run_at = Some(Instant::now());
             self.run_lints(now);
@@ -162,5 +178,43 @@ mod tests {
         assert_eq!(m.events.len(), 1);
         assert_eq!(m.engine_dropped, 7);
         assert!(m.engine_now() >= 5);
+    }
+
+    #[test]
+    fn tcp_samples_are_kept_per_connection_and_pruned_with_the_rows() {
+        use crate::protocol::{CloseReason, ConnState, TcpInfo};
+        let mut m = Monitor::default();
+        let sampled = |id, at, closed: bool| {
+            let mut c = connections::tests::row(id, 4000, 0);
+            c.tcp = Some(Box::new(TcpInfo {
+                at,
+                rtt_us: 100,
+                ..TcpInfo::default()
+            }));
+            if closed {
+                c.state = ConnState::Closed(CloseReason::PeerClosed);
+            }
+            c
+        };
+        for (at, counters) in [
+            (1, vec![sampled(1, 1, false), sampled(2, 1, false)]),
+            // The same sample again (another counter changed): kept once.
+            (2, vec![sampled(1, 1, false)]),
+            (3, vec![sampled(1, 2, false), sampled(2, 2, true)]),
+        ] {
+            m.absorb(Batch {
+                seq: at,
+                counters,
+                ..Batch::default()
+            });
+        }
+        assert_eq!(m.tcp_history(ConnId(1)).map(|h| h.samples().len()), Some(2));
+        assert_eq!(m.tcp_history(ConnId(2)).map(|h| h.samples().len()), Some(2));
+        // The closed row last moved at 20 (`row` opens connection n at 10n).
+        m.set_fixed_clock(20 + connections::CLOSED_RETENTION);
+        m.prune();
+        assert!(m.connections.get(ConnId(2)).is_none());
+        assert!(m.tcp_history(ConnId(2)).is_none(), "pruned with its row");
+        assert!(m.tcp_history(ConnId(1)).is_some());
     }
 }

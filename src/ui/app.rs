@@ -86,6 +86,8 @@ pub struct MuxscopeApp {
     pending_accept_fault: Option<Option<crate::faults::AcceptFault>>,
     /// The live backend and its model, kept while a recording is shown.
     live: Option<(Box<dyn Backend>, Monitor)>,
+    /// The connections last named in a `Command::Watch`, and when.
+    watching: (Vec<ConnId>, Option<Instant>),
 }
 
 impl MuxscopeApp {
@@ -112,6 +114,7 @@ impl MuxscopeApp {
             pending_faults: None,
             pending_accept_fault: None,
             live: None,
+            watching: (Vec::new(), None),
         }
     }
 
@@ -923,6 +926,7 @@ impl MuxscopeApp {
             focus_events_on: &mut self.focus_events_on,
             playback,
         };
+        self.panes.connections.visible.0.clear();
         egui::CentralPanel::default().show(ui, |ui| {
             let mut behavior = Behavior {
                 panes: &mut self.panes,
@@ -932,6 +936,9 @@ impl MuxscopeApp {
         });
         if let Some(action) = self.panes.scenario_action.take() {
             self.on_scenario_action(action);
+        }
+        if !playback {
+            self.watch_what_is_shown();
         }
 
         if let Some(dialog) = &mut self.dialog {
@@ -959,6 +966,30 @@ impl MuxscopeApp {
             self.backend.send(cmd);
         }
         self.snapshot_for_crash();
+    }
+
+    /// Tell the engine which connections are on screen (the visible rows
+    /// and the inspected one), so it samples their `TCP_INFO` often: when
+    /// that changes, and every few seconds in case the engine forgot (a
+    /// reconnect, another viewer's watch).
+    fn watch_what_is_shown(&mut self) {
+        const REFRESH: std::time::Duration = std::time::Duration::from_secs(5);
+        let mut shown = std::mem::take(&mut self.panes.connections.visible.0);
+        shown.truncate(crate::protocol::MAX_WATCHED - 1);
+        shown.extend(self.selection.primary);
+        shown.sort_unstable();
+        shown.dedup();
+        let (last, at) = &self.watching;
+        if *last == shown && at.is_some_and(|t| t.elapsed() < REFRESH) {
+            return;
+        }
+        if shown.is_empty() && last.is_empty() {
+            return;
+        }
+        self.commands.push(Command::Watch {
+            conns: shown.clone(),
+        });
+        self.watching = (shown, Some(Instant::now()));
     }
 
     /// Keep a recent copy of the layout where the panic hook can find it.

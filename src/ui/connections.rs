@@ -20,6 +20,12 @@ pub struct ConnectionsPane {
     pub sort: Sort,
     pub filter: String,
     pub hidden_columns: BTreeSet<Column>,
+    /// Optional columns ([`Column::optional`]) the user turned on.
+    pub shown_optional: BTreeSet<Column>,
+    /// Rows drawn in the last frame, for `Command::Watch` (the app reads
+    /// and clears it).
+    #[serde(skip)]
+    pub visible: VisibleRows,
     /// Column widths as last drawn, applied when a layout is opened.
     pub widths: BTreeMap<Column, f32>,
     /// Bumped when widths come from a layout so the table forgets its own.
@@ -28,6 +34,17 @@ pub struct ConnectionsPane {
     /// Only the connections this lint fires on (set from Diagnostics).
     #[serde(skip)]
     pub lint_filter: Option<crate::monitor::lints::Lint>,
+}
+
+/// The ids of the rows drawn in a frame. Not part of what the user
+/// arranged, so never makes two panes differ.
+#[derive(Clone, Debug, Default)]
+pub struct VisibleRows(pub Vec<ConnId>);
+
+impl PartialEq for VisibleRows {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 /// Widths that fit the usual text of each column in a 1280 px window
@@ -44,10 +61,33 @@ fn default_width(col: Column) -> f32 {
         Column::HighWater => 76.0,
         Column::LastActivity => 90.0,
         Column::Rx | Column::Tx | Column::Queued => 60.0,
+        Column::Rtt | Column::Retransmits | Column::Unsent => 60.0,
+        Column::PeerWindow => 76.0,
     }
 }
 
 impl ConnectionsPane {
+    pub fn is_shown(&self, col: Column) -> bool {
+        if col.optional() {
+            self.shown_optional.contains(&col)
+        } else {
+            !self.hidden_columns.contains(&col)
+        }
+    }
+
+    fn set_shown(&mut self, col: Column, shown: bool) {
+        let set = if col.optional() {
+            &mut self.shown_optional
+        } else {
+            &mut self.hidden_columns
+        };
+        if shown == col.optional() {
+            set.insert(col);
+        } else {
+            set.remove(&col);
+        }
+    }
+
     pub fn ui(&mut self, ui: &mut Ui, ctx: &mut PaneCtx) {
         let now = ctx.monitor.engine_now();
         let table = &mut ctx.monitor.connections;
@@ -80,13 +120,17 @@ impl ConnectionsPane {
             }
             ui.menu_button("Columns", |ui| {
                 for col in Column::ALL {
-                    let mut visible = !self.hidden_columns.contains(&col);
-                    if ui.checkbox(&mut visible, col.title()).changed() {
-                        if visible {
-                            self.hidden_columns.remove(&col);
-                        } else {
-                            self.hidden_columns.insert(col);
-                        }
+                    if col == Column::Rtt {
+                        ui.separator();
+                        ui.label(RichText::new("The kernel's view (TCP_INFO)").weak());
+                    }
+                    let mut visible = self.is_shown(col);
+                    if ui
+                        .checkbox(&mut visible, col.title())
+                        .on_hover_text(col.description())
+                        .changed()
+                    {
+                        self.set_shown(col, visible);
                     }
                 }
             });
@@ -132,7 +176,7 @@ impl ConnectionsPane {
 
         let columns: Vec<Column> = Column::ALL
             .into_iter()
-            .filter(|c| !self.hidden_columns.contains(c))
+            .filter(|c| self.is_shown(*c))
             .collect();
         // Cell text must not take clicks meant for selecting the row.
         ui.style_mut().interaction.selectable_labels = false;
@@ -189,8 +233,11 @@ impl ConnectionsPane {
             })
             .body(|body| {
                 widths = body.widths().to_vec();
+                let visible = &mut self.visible.0;
                 body.rows(ROW_HEIGHT, order.len(), |mut row| {
                     let id = order[row.index()];
+                    // Only the rows on screen are drawn.
+                    visible.push(id);
                     let Some(c) = table.get(id) else { return };
                     let selected = ctx.selection.is_selected(id);
                     row.set_selected(selected);
@@ -321,6 +368,27 @@ fn cell(ui: &mut Ui, c: &ConnCounters, col: Column, now: u64, selected: bool) {
         Column::Queued => format::bytes(c.queued_bytes),
         Column::Msgs => c.queued_msgs.to_string(),
         Column::HighWater => format::bytes(c.queue_high_water),
+        Column::Rtt | Column::Retransmits | Column::PeerWindow | Column::Unsent => {
+            let Some(t) = c.tcp.as_deref() else {
+                ui.label(RichText::new("–").weak())
+                    .on_hover_text("not sampled yet");
+                return;
+            };
+            match col {
+                Column::Rtt => format::duration_micros(u64::from(t.rtt_us)),
+                Column::Retransmits => t.total_retrans.to_string(),
+                Column::PeerWindow => {
+                    let text = RichText::new(super::kernel::window(t.peer_window));
+                    ui.label(if t.peer_window == Some(0) && !selected {
+                        text.color(super::warn_color(ui))
+                    } else {
+                        text
+                    });
+                    return;
+                }
+                _ => format::bytes(u64::from(t.notsent_bytes)),
+            }
+        }
         Column::LastActivity => {
             let ago = format::duration_micros(now.saturating_sub(c.last_activity));
             // While reading is paused the client may well be sending; the

@@ -206,6 +206,18 @@ impl InspectorPane {
         egui::CollapsingHeader::new("Counters")
             .default_open(true)
             .show(ui, |ui| counters_grid(ui, &counters, now, queue_limit));
+        let unavailable = ctx
+            .monitor
+            .stats
+            .as_ref()
+            .and_then(|s| s.tcp_info_unavailable.as_deref());
+        super::kernel::section(
+            ui,
+            unavailable,
+            counters.tcp.as_deref(),
+            ctx.monitor.tcp_history(id),
+            closed,
+        );
 
         let Some(detail) = ctx.monitor.detail(id) else {
             let why = if closed {

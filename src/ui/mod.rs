@@ -10,6 +10,7 @@ pub mod faults;
 pub mod file_dialog;
 pub mod inject;
 pub mod inspector;
+pub mod kernel;
 pub mod plot;
 pub mod scenario;
 pub mod selection;

@@ -1,15 +1,13 @@
 //! What the lints remember of each connection and host: bounded, and only
 //! what some lint reads.
 
-use crate::protocol::{ConnCounters, ConnId, ConnState, Event, EventKind, Micros, TcpInfo};
+use crate::protocol::{ConnCounters, ConnId, ConnState, Event, EventKind, Micros};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 
 /// Reads kept per connection (the nagle and tiny-writes lints look at the
 /// last second or two).
 const READS: usize = 512;
-/// TCP_INFO samples kept (the retransmits lint looks at the last seconds).
-const SAMPLES: usize = 64;
 
 /// One read from the client.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -37,7 +35,7 @@ pub struct ConnHistory {
     /// Since when muxscope's FIN is out (closing, nothing queued) and the
     /// client has neither closed nor read.
     pub fin_unanswered_since: Option<Micros>,
-    pub samples: VecDeque<TcpInfo>,
+    pub samples: crate::monitor::TcpHistory,
     /// When it closed.
     pub closed_at: Option<Micros>,
     /// The newest time this history heard of.
@@ -55,7 +53,7 @@ impl ConnHistory {
             wrote_since_read: false,
             not_reading_since: None,
             fin_unanswered_since: None,
-            samples: VecDeque::new(),
+            samples: Default::default(),
             closed_at: None,
             last_seen: opened_at,
         }
@@ -107,13 +105,8 @@ impl ConnHistory {
         } else {
             self.fin_unanswered_since = None;
         }
-        if let Some(t) = &c.tcp
-            && self.samples.back().is_none_or(|s| s.at < t.at)
-        {
-            if self.samples.len() == SAMPLES {
-                self.samples.pop_front();
-            }
-            self.samples.push_back((**t).clone());
+        if let Some(t) = &c.tcp {
+            self.samples.push(t);
         }
         if let ConnState::Closed(_) = c.state {
             self.closed_at.get_or_insert(self.last_seen);

@@ -11,9 +11,9 @@ const WINDOW: Micros = 5_000_000;
 const MIN_RETRANS: u32 = 3;
 
 pub fn check(h: &ConnHistory, c: &Check) -> Option<Condition> {
-    let newest = h.samples.back()?;
-    let oldest = h
-        .samples
+    let samples = h.samples.samples();
+    let newest = samples.back()?;
+    let oldest = samples
         .iter()
         .find(|s| s.at + WINDOW >= newest.at)
         .filter(|s| s.at < newest.at)?;

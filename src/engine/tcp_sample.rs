@@ -1,0 +1,158 @@
+//! Sampling the kernel's view of each connection (`TCP_INFO`) on the
+//! engine thread, without sleeping: the loop calls [`EventLoop::sample_tcp`]
+//! when [`TcpSampler::next_at`] is due, every [`SLICE`].
+//!
+//! - The connections a viewer watches (`Command::Watch`: the inspected one
+//!   and the visible rows) are sampled every slice, ten times a second.
+//! - All the others once a second, spread over it: a cursor walks the
+//!   slab, a tenth of the connections per slice, so 10,000 connections
+//!   cost a thousand `getsockopt`s every 100 ms rather than ten thousand
+//!   at once.
+//!
+//! A sample always replaces the connection's last one, but marks it dirty
+//! (so its counters go out) only when it changed in a way that matters
+//! ([`crate::protocol::TcpInfo::differs_from`]): idle connections cause no
+//! traffic.
+
+use super::connection::Connection;
+use super::event_loop::EventLoop;
+use crate::protocol::{ConnId, MAX_WATCHED, Micros, Targets};
+use std::time::{Duration, Instant};
+
+/// How often the sampler runs: the watched connections' period, and a
+/// tenth of the others' round.
+pub const SLICE: Duration = Duration::from_millis(100);
+/// Slices per round over all connections (one round a second).
+const SLICES_PER_ROUND: usize = 10;
+
+#[derive(Debug)]
+pub struct TcpSampler {
+    /// Watched connections as (id, slab key), resolved when the watch
+    /// arrived; a key that no longer holds its id is skipped.
+    watched: Vec<(ConnId, usize)>,
+    /// The next slab key of the round over all connections.
+    cursor: usize,
+    /// Which slice of the round is next (0 to `SLICES_PER_ROUND - 1`).
+    slice: usize,
+    /// When the next slice is due.
+    pub next_at: Instant,
+    /// The platform has `TCP_INFO` at all.
+    pub available: bool,
+}
+
+impl TcpSampler {
+    pub fn new(start: Instant) -> Self {
+        TcpSampler {
+            watched: Vec::new(),
+            cursor: 0,
+            slice: 0,
+            next_at: start,
+            available: super::sys::TCP_INFO_UNAVAILABLE.is_none(),
+        }
+    }
+
+    /// When the loop must wake for the sampler, if it has anything to do.
+    pub fn deadline(&self, conns: usize) -> Option<Instant> {
+        (self.available && conns > 0).then_some(self.next_at)
+    }
+}
+
+/// Sample `conn` at `now`; whether the sample changed in a way that
+/// matters (the first one always does).
+pub fn sample(conn: &mut Connection, now: Micros) -> bool {
+    let Ok(info) = super::sys::tcp_info(&conn.stream, now) else {
+        // A socket that cannot answer (not connected yet, or already
+        // reset) keeps its last sample.
+        return false;
+    };
+    match &mut conn.tcp {
+        Some(last) => {
+            let changed = info.differs_from(last);
+            // Reuse the allocation: 10,000 connections sampled every second.
+            **last = info;
+            changed
+        }
+        None => {
+            conn.tcp = Some(Box::new(info));
+            true
+        }
+    }
+}
+
+/// How many of `conns` connections slice `slice` of a round samples: the
+/// slices' shares add up to `conns`, so each connection is sampled once a
+/// round, also when there are fewer connections than slices.
+fn slice_share(conns: usize, slice: usize) -> usize {
+    conns * (slice + 1) / SLICES_PER_ROUND - conns * slice / SLICES_PER_ROUND
+}
+
+impl EventLoop {
+    /// Replace the watched set (`Command::Watch`); at most [`MAX_WATCHED`]
+    /// ids are taken.
+    pub(super) fn watch(&mut self, mut conns: Vec<ConnId>) {
+        conns.truncate(MAX_WATCHED);
+        self.sampler.watched = self.targets(&Targets::Conns(conns));
+    }
+
+    /// One slice, if due: the watched connections, then the next tenth of
+    /// all of them.
+    pub(super) fn sample_tcp(&mut self, clock: Instant) {
+        if !self.sampler.available || clock < self.sampler.next_at {
+            return;
+        }
+        // Not `next_at + SLICE`: after a stall, do not run slices back to
+        // back to catch up.
+        self.sampler.next_at = clock + SLICE;
+        let now = self.now;
+        // Taken out so marking dirty may borrow the loop.
+        let watched = std::mem::take(&mut self.sampler.watched);
+        for &(id, key) in &watched {
+            if let Some(conn) = self.conns.get_mut(key)
+                && conn.id == id
+                && sample(conn, now)
+            {
+                self.mark_dirty(key);
+            }
+        }
+        self.sampler.watched = watched;
+        let want = slice_share(self.conns.len(), self.sampler.slice);
+        self.sampler.slice = (self.sampler.slice + 1) % SLICES_PER_ROUND;
+        let capacity = self.conns.capacity();
+        let (mut key, mut done, mut visited) = (self.sampler.cursor, 0, 0);
+        while done < want && visited < capacity {
+            if key >= capacity {
+                key = 0;
+            }
+            if let Some(conn) = self.conns.get_mut(key) {
+                done += 1;
+                if sample(conn, now) {
+                    self.mark_dirty(key);
+                }
+            }
+            key += 1;
+            visited += 1;
+        }
+        self.sampler.cursor = key;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_round_samples_each_connection_once() {
+        for conns in [0, 1, 2, 9, 10, 11, 999, 10_000] {
+            let shares: Vec<usize> = (0..SLICES_PER_ROUND)
+                .map(|s| slice_share(conns, s))
+                .collect();
+            assert_eq!(shares.iter().sum::<usize>(), conns, "{conns}: {shares:?}");
+            // Spread: no slice takes more than its tenth (rounded up).
+            assert!(
+                shares
+                    .iter()
+                    .all(|&n| n <= conns.div_ceil(SLICES_PER_ROUND))
+            );
+        }
+    }
+}
