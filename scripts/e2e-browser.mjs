@@ -11,6 +11,10 @@
 // 4. The row is clicked and the inspector's "Kick (reset)" button is
 //    clicked, with real mouse events at the widgets' positions.
 // 5. The client's socket must be closed by the server; screenshot.
+// 6. With RECORDING (the server's own --record file): File → Open
+//    recording… in the page, the file given to the browser's file chooser,
+//    and the recorded client's row must play back on the timeline;
+//    screenshot.
 // Exits 0 on success, 1 with a reason otherwise. Every wait is bounded.
 
 import { spawn } from "node:child_process";
@@ -19,7 +23,7 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 
-const [chromium, echoAddr, pageUrl, outDir] = process.argv.slice(2);
+const [chromium, echoAddr, pageUrl, outDir, recording] = process.argv.slice(2);
 if (!outDir) {
   console.error("usage: e2e-browser.mjs CHROMIUM ECHO_ADDR PAGE_URL OUT_DIR");
   process.exit(2);
@@ -135,12 +139,15 @@ await new Promise((resolve, reject) => {
 }).catch((e) => fail(e.message));
 let nextId = 1;
 const pending = new Map();
+let fileChooser = null;
 cdp.onmessage = (m) => {
   const msg = JSON.parse(m.data);
   if (msg.id && pending.has(msg.id)) {
     const { resolve, reject } = pending.get(msg.id);
     pending.delete(msg.id);
     msg.error ? reject(new Error(JSON.stringify(msg.error))) : resolve(msg.result);
+  } else if (msg.method === "Page.fileChooserOpened") {
+    fileChooser = msg.params;
   } else if (msg.method === "Runtime.consoleAPICalled") {
     consoleLines.push(`${msg.params.type}: ${msg.params.args.map((a) => a.value ?? a.description ?? "").join(" ")}`);
   } else if (msg.method === "Runtime.exceptionThrown") {
@@ -226,11 +233,50 @@ if (closedRow) log(`viewer shows: "${closedRow.text}"`);
 await sleep(300);
 await screenshot("e2e-3-after-kick.png");
 
+// ---- 6. the same session, recorded by the server, opened in the page -------
+if (recording) {
+  await send("Page.setInterceptFileChooserDialog", { enabled: true });
+  const fileMenu = await waitFor("the File menu", async () =>
+    (await widgets()).find((w) => w.text === "File" && w.role === "Button"),
+  );
+  await click(fileMenu, "the menu");
+  await sleep(300);
+  const openItem = await waitFor("File → Open recording…", async () =>
+    (await widgets()).find((w) => w.text === "Open recording…"),
+  );
+  await click(openItem, "the menu item");
+  const chooser = await waitFor("the browser's file chooser", () => fileChooser);
+  log(`file chooser opened (${chooser.mode}); giving it ${recording}`);
+  await send("DOM.setFileInputFiles", { files: [recording], backendNodeId: chooser.backendNodeId });
+  const play = await waitFor("the timeline's Play button", async () =>
+    (await widgets()).find((w) => w.text === "▶ Play"),
+  );
+  const speed = (await widgets()).find((w) => /recording .*muxrec/.test(w.text));
+  log(`status line: "${speed?.text}"`);
+  await click(play, "the timeline");
+  const replayed = await waitFor(
+    `the recorded client's row (${peer}) on the timeline`,
+    async () => (await widgets()).find((w) => w.text.includes(peer)),
+    { ms: 15_000, optional: true },
+  );
+  await sleep(500);
+  await screenshot("e2e-4-recording-in-the-page.png");
+  if (!replayed) {
+    for (const w of (await widgets()).filter((w) => w.y > 690)) log(`  timeline widget: "${w.text}" (${w.role})`);
+    for (const l of consoleLines.slice(-10)) log(`  console: ${l}`);
+    fail(`the recorded client's row (${peer}) never played back (see the screenshot)`);
+  }
+  log(`the recording plays back: row ${replayed.text}`);
+}
+
 if (consoleLines.length) {
   log(`page console (${consoleLines.length} lines, last 10):`);
   for (const l of consoleLines.slice(-10)) log(`  ${l}`);
 }
-log("PASS: the row appeared in the browser and a Kick clicked there closed the client's socket");
+log(
+  "PASS: the row appeared in the browser and a Kick clicked there closed the client's socket" +
+    (recording ? "; the server's recording of it opened and played in the page" : ""),
+);
 cdp.close();
 await cleanup();
 process.exit(0);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End to end in a real browser: the web viewer, served by a headless
 # muxscope, shows a TCP client's row, and a Kick clicked in the page closes
-# that client's socket.
+# that client's socket; then the server's recording of that session opens
+# in the page (File → Open recording…) and plays back.
 #
 #   scripts/e2e-browser.sh            # builds what is missing, then runs
 #   E2E_SKIP_WEB_BUILD=1 scripts/e2e-browser.sh   # reuse dist/ as it is
@@ -34,7 +35,9 @@ BIN="${CARGO_TARGET_DIR:-target}/debug/muxscope"
 
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 echo "== muxscope --headless --listen 127.0.0.1:0 --control 127.0.0.1:$PORT"
-"$BIN" --headless --listen 127.0.0.1:0 --control "127.0.0.1:$PORT" --web-root dist \
+RECORDING="$(pwd)/$OUT/e2e-session.muxrec"
+rm -f "$RECORDING"
+"$BIN" --headless --listen 127.0.0.1:0 --control "127.0.0.1:$PORT" --web-root dist --record "$RECORDING" \
   >"$OUT/muxscope.out" 2>"$OUT/muxscope.err" &
 SERVER=$!
 stop_server() {
@@ -65,7 +68,7 @@ grep "^muxscope" "$OUT/muxscope.out"
 echo "== chromium $(chromium --version 2>/dev/null | head -n1)"
 set +e
 node --experimental-websocket scripts/e2e-browser.mjs "$(command -v chromium)" "$ECHO" \
-  "http://127.0.0.1:$PORT/" "$OUT" 2>&1 | grep -v "ExperimentalWarning\|--trace-warnings"
+  "http://127.0.0.1:$PORT/" "$OUT" "$RECORDING" 2>&1 | grep -v "ExperimentalWarning\|--trace-warnings"
 RESULT=${PIPESTATUS[0]}
 set -e
 stop_server

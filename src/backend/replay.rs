@@ -230,11 +230,14 @@ impl ReplayBackend {
     /// Advance the playback clock by the real time since the last drain.
     fn tick(&mut self) {
         let now = Instant::now();
-        let elapsed = self.last_tick.map(|t| now - t).unwrap_or_default();
-        self.last_tick = Some(now);
         if !self.timeline.playing {
+            // Playing starts from the next drain, not from the last one
+            // before it (which may be long ago in an idle window).
+            self.last_tick = None;
             return;
         }
+        let elapsed = self.last_tick.map(|t| now - t).unwrap_or_default();
+        self.last_tick = Some(now);
         let step = (elapsed.as_secs_f64() * self.timeline.speed * 1e6) as Micros;
         self.timeline.position = (self.timeline.position + step).min(self.timeline.end);
         if self.timeline.position >= self.timeline.end && self.reader.index.done {

@@ -15,6 +15,16 @@ pub fn offset_label(from_start: Micros) -> String {
 }
 
 pub fn ui(ui: &mut Ui, t: &mut Timeline, selected: Option<ConnId>) {
+    controls(ui, t, selected);
+    // The backend acts on the timeline when the next frame drains it: a
+    // click that starts playing (or a seek) must bring that frame even if
+    // nothing else moves, and playing keeps frames coming.
+    if t.playing || t.seek.is_some() || t.jump.is_some() {
+        ui.ctx().request_repaint();
+    }
+}
+
+fn controls(ui: &mut Ui, t: &mut Timeline, selected: Option<ConnId>) {
     ui.horizontal(|ui| {
         let at_end = t.position >= t.end;
         let play = if t.playing {
