@@ -1,54 +1,19 @@
 //! The Diagnostics pane and the warnings column, driven like a user: a
 //! real client does something wrong against the window's own engine.
 
-use clap::Parser;
-use egui_kittest::Harness;
-use egui_kittest::kittest::Queryable as _;
-use muxscope::cli::Cli;
-use muxscope::monitor::lints::Lint;
-use muxscope::protocol::{ConnId, ListenState};
-use muxscope::ui::MuxscopeApp;
-use socket2::{Domain, Socket, Type};
-use std::time::{Duration, Instant};
+mod ui_support;
 
-fn step_until(
-    h: &mut Harness<'static, MuxscopeApp>,
-    what: &str,
-    check: impl Fn(&MuxscopeApp) -> bool,
-) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !check(h.state()) {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        h.step();
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
+use egui_kittest::kittest::Queryable as _;
+use muxscope::monitor::lints::Lint;
+use muxscope::protocol::ConnId;
+use socket2::{Domain, Socket, Type};
+use std::time::Duration;
+use ui_support::{listening, step_until};
 
 #[test]
 fn a_reset_client_shows_in_diagnostics_and_narrows_the_table() {
-    let cli = Cli::parse_from([
-        "muxscope",
-        "--listen",
-        "127.0.0.1:0",
-        "--allow",
-        "silent-client",
-    ]);
-    let mut h = Harness::builder()
-        .with_size(egui::vec2(1400.0, 900.0))
-        .build_eframe(move |cc| {
-            muxscope::desktop::local_app(&cc.egui_ctx, &cli).expect("engine starts")
-        });
-    step_until(&mut h, "listening", |a| {
-        matches!(
-            a.monitor.stats.as_ref().map(|s| &s.listen),
-            Some(ListenState::Listening(_))
-        )
-    });
-    let Some(ListenState::Listening(addr)) =
-        h.state().monitor.stats.as_ref().map(|s| s.listen.clone())
-    else {
-        unreachable!()
-    };
+    let mut h = ui_support::app(&["--allow", "silent-client"], Default::default());
+    let addr = listening(&mut h);
     assert!(
         !h.state().monitor.lints.settings.enabled(Lint::SilentClient),
         "--allow applies"

@@ -2,47 +2,25 @@
 //! through the accessibility tree like a user would.
 
 mod temp_dir;
-use clap::Parser;
+mod ui_support;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable as _;
-use muxscope::cli::Cli;
 use muxscope::layout::{self, Theme};
 use muxscope::monitor::Column;
 use muxscope::protocol::Mode;
 use muxscope::ui::MuxscopeApp;
 use muxscope::ui::app::AppFiles;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 use temp_dir::TempDir;
+use ui_support::step_until;
 
 fn app_with_layouts_dir(dir: PathBuf) -> Harness<'static, MuxscopeApp> {
-    let cli = Cli::parse_from(["muxscope", "--listen", "127.0.0.1:0"]);
     let files = AppFiles {
         layouts_dir: Some(dir.clone()),
         recent_list: Some(dir.join("recent.ron")),
         ..AppFiles::default()
     };
-    Harness::builder()
-        .with_size(egui::vec2(1400.0, 900.0))
-        .build_eframe(move |cc| {
-            muxscope::desktop::local_app(&cc.egui_ctx, &cli)
-                .expect("engine starts")
-                .with_files(files)
-        })
-}
-
-/// Step until `check` holds, failing after a bounded wait.
-fn step_until(
-    h: &mut Harness<'static, MuxscopeApp>,
-    what: &str,
-    check: impl Fn(&MuxscopeApp) -> bool,
-) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !check(h.state()) {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        h.step();
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    ui_support::app(&[], files)
 }
 
 /// Click through labels in order, letting each click take effect.

@@ -2,52 +2,17 @@
 //! driven through the accessibility tree like a user would.
 
 mod temp_dir;
-use clap::Parser;
+mod ui_support;
 use egui_kittest::Harness;
-use egui_kittest::kittest::Queryable as _;
 use muxscope::backend::BackendStatus;
-use muxscope::cli::Cli;
-use muxscope::protocol::{ConnId, ConnState, ListenState};
+use muxscope::protocol::{ConnId, ConnState};
 use muxscope::ui::MuxscopeApp;
 use muxscope::ui::app::AppFiles;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use temp_dir::TempDir;
-
-fn app(dir: PathBuf) -> Harness<'static, MuxscopeApp> {
-    let cli = Cli::parse_from(["muxscope", "--listen", "127.0.0.1:0"]);
-    let files = AppFiles {
-        recordings_dir: Some(dir),
-        ..AppFiles::default()
-    };
-    Harness::builder()
-        .with_size(egui::vec2(1400.0, 900.0))
-        .build_eframe(move |cc| {
-            muxscope::desktop::local_app(&cc.egui_ctx, &cli)
-                .expect("engine starts")
-                .with_files(files)
-        })
-}
-
-fn step_until(
-    h: &mut Harness<'static, MuxscopeApp>,
-    what: &str,
-    check: impl Fn(&mut MuxscopeApp) -> bool,
-) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !check(h.state_mut()) {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        h.step();
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-fn click(h: &mut Harness<'static, MuxscopeApp>, label: &str) {
-    h.get_by_label(label).click();
-    h.run_steps(2);
-}
+use ui_support::{click, listening, step_until};
 
 fn position(h: &mut Harness<'static, MuxscopeApp>) -> u64 {
     h.state_mut()
@@ -59,18 +24,12 @@ fn position(h: &mut Harness<'static, MuxscopeApp>) -> u64 {
 #[test]
 fn record_from_the_window_then_play_it_back_seek_and_jump() {
     let dir = TempDir::new("recording-ui");
-    let mut h = app(dir.to_path_buf());
-    step_until(&mut h, "listening", |a| {
-        matches!(
-            a.monitor.stats.as_ref().map(|s| &s.listen),
-            Some(ListenState::Listening(_))
-        )
-    });
-    let Some(ListenState::Listening(addr)) =
-        h.state().monitor.stats.as_ref().map(|s| s.listen.clone())
-    else {
-        unreachable!()
+    let files = AppFiles {
+        recordings_dir: Some(dir.to_path_buf()),
+        ..AppFiles::default()
     };
+    let mut h = ui_support::app(&[], files);
+    let addr = listening(&mut h);
 
     click(&mut h, "⏺ Record");
     step_until(&mut h, "the recording to start", |a| {
