@@ -534,6 +534,7 @@ impl Backend for ReplayBackend {
         match self.step(monitor, budget) {
             Ok(more) => more,
             Err(e) => {
+                log::error!("playback of {} stopped: {e}", self.timeline.name);
                 self.timeline.playing = false;
                 self.timeline.error = Some(e);
                 false
