@@ -248,9 +248,11 @@ if (recording) {
   const chooser = await waitFor("the browser's file chooser", () => fileChooser);
   log(`file chooser opened (${chooser.mode}); giving it ${recording}`);
   await send("DOM.setFileInputFiles", { files: [recording], backendNodeId: chooser.backendNodeId });
-  const play = await waitFor("the timeline's Play button", async () =>
-    (await widgets()).find((w) => w.text === "▶ Play"),
-  );
+  await waitFor("the timeline's Play button", async () => (await widgets()).find((w) => w.text === "▶ Play"));
+  // The bar settles once the file is indexed (its "indexing…" line goes):
+  // find the button again where it is drawn now.
+  await sleep(700);
+  const play = (await widgets()).find((w) => w.text === "▶ Play");
   const speed = (await widgets()).find((w) => /recording .*muxrec/.test(w.text));
   log(`status line: "${speed?.text}"`);
   await click(play, "the timeline");

@@ -910,11 +910,15 @@ impl MuxscopeApp {
         });
         let selected = self.selection.primary;
         if let Some(timeline) = self.backend.timeline() {
-            egui::Panel::bottom("timeline").show(ui, |ui| {
-                ui.add_space(2.0);
-                super::timeline::ui(ui, timeline, selected);
-                ui.add_space(2.0);
-            });
+            // Not resizable: its height follows its content, so the notes
+            // (damage, losses, a playback error) are never cut off.
+            egui::Panel::bottom("timeline")
+                .resizable(false)
+                .show(ui, |ui| {
+                    ui.add_space(2.0);
+                    super::timeline::ui(ui, timeline, selected);
+                    ui.add_space(2.0);
+                });
         }
         // The selection's throughput is followed whether or not the plot
         // shows it, so switching the plot to it shows some history.
