@@ -5,7 +5,14 @@ use super::{Check, Condition, ConnHistory};
 pub fn check(h: &ConnHistory, c: &Check) -> Option<Condition> {
     // Not while muxscope itself does not read it (the queue's bound, a
     // pause): the silence is then the server's.
-    if !h.is_open() || c.now < h.last_rx_at || h.counters.backpressure || h.counters.read_paused {
+    if !h.is_open()
+        || c.now.saturating_sub(h.last_rx_at) < c.settings.silent_after
+        || h.counters.backpressure
+        || h.counters.read_paused
+    {
+        // (Checked here, not only by the caller's hold: lints run over every
+        // connection ten times a second, and most are not silent that long,
+        // so no message is made for them.)
         return None;
     }
     let what = if h.counters.rx_bytes == 0 {

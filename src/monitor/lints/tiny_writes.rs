@@ -10,6 +10,10 @@ pub const HOLD: Micros = 2_000_000;
 const WINDOW: Micros = 1_000_000;
 
 pub fn check(h: &ConnHistory, c: &Check) -> Option<Condition> {
+    // Too few reads, or none in the last second: no window can qualify.
+    if h.reads.len() < MIN_RATE || h.reads.back().is_none_or(|r| r.at + WINDOW <= c.now) {
+        return None;
+    }
     // Every one-second window up to now must qualify, from `since` on:
     // look back one window at a time.
     let mut since = None;
