@@ -2,9 +2,10 @@
 //! made by a real engine, replayed by a real engine to real sockets.
 
 mod common;
-mod temp_dir;
+mod control_support;
 
 use common::*;
+use control_support::TempDir;
 use muxscope::engine::EngineConfig;
 use muxscope::protocol::{
     CloseReason, Command, Direction, EventKind, KickMode, Origin, ReplayTiming, Targets,
@@ -18,7 +19,6 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use temp_dir::TempDir;
 
 const GREETING: &[u8] = b"+OK muxscope ready\r\n";
 const LINES: [&[u8]; 3] = [b"PING\r\n", b"hello there\r\n", b"BYE\r\n"];
@@ -409,32 +409,10 @@ fn replaying_a_recording_of_a_replay_reproduces_it() {
 
 /// Run the binary with `args`; it must exit within the step deadline.
 fn run_cli(args: &[&str]) -> (Option<i32>, String) {
-    let mut child = std::process::Command::new(BIN)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + STEP;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut err = String::new();
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut err)
-                .unwrap();
-            return (status.code(), err);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("muxscope {args:?} did not exit");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args(args);
+    let (code, _, err) = control_support::run_to_end(cmd);
+    (code, err)
 }
 
 fn one_line(stderr: &str) -> &str {

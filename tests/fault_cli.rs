@@ -4,50 +4,13 @@
 
 mod control_support;
 
-use control_support::{HeadlessChild as Headless, STEP};
-use std::io::Read;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use control_support::{HeadlessChild as Headless, run_to_end};
+use std::process::Command;
 
 fn muxscope() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_muxscope"));
     c.env_remove("MUXSCOPE_TOKEN");
     c
-}
-
-/// Runs to completion with a deadline; returns (exit code, stdout, stderr).
-fn run_to_end(mut cmd: Command) -> (Option<i32>, String, String) {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + STEP;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let (mut out, mut err) = (String::new(), String::new());
-            child
-                .stdout
-                .take()
-                .unwrap()
-                .read_to_string(&mut out)
-                .unwrap();
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut err)
-                .unwrap();
-            return (status.code(), out, err);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("muxscope did not exit");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// The first line of stderr, which must be the grammar's error.

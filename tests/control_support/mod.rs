@@ -346,3 +346,38 @@ impl Drop for HeadlessChild {
         let _ = self.child.wait();
     }
 }
+
+/// Runs to completion with a deadline; returns (exit code, stdout, stderr).
+pub fn run_to_end(mut cmd: std::process::Command) -> (Option<i32>, String, String) {
+    let mut child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + STEP;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let (mut out, mut err) = (String::new(), String::new());
+            child
+                .stdout
+                .take()
+                .unwrap()
+                .read_to_string(&mut out)
+                .unwrap();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            return (status.code(), out, err);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("muxscope did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
