@@ -271,13 +271,34 @@ if (recording) {
   log(`the recording plays back: row ${replayed.text}`);
 }
 
+// ---- 7. the layout outlives a reload --------------------------------------
+// eframe saves the app on unload; the viewer keeps its layout (RON) in the
+// browser's local storage and arranges the panes from it on the next load.
+await send("Page.reload", {});
+const stored = await waitFor("the layout in local storage after a reload", async () => {
+  const r = await send("Runtime.evaluate", {
+    expression: 'localStorage.getItem("muxscope-layout")',
+    returnByValue: true,
+  });
+  return r.result.value || null;
+});
+if (!/^\(\s*version:/.test(stored)) fail(`local storage holds no layout: ${stored.slice(0, 120)}`);
+log(`local storage keeps the layout (${stored.length} B of RON)`);
+await waitFor("the reloaded viewer's File menu", async () =>
+  (await widgets()).find((w) => w.text === "File" && w.role === "Button"),
+);
+await sleep(500);
+const complaint = (await widgets()).find((w) => /Could not restore/.test(w.text));
+if (complaint) fail(`the reloaded viewer could not read its layout: ${complaint.text}`);
+
 if (consoleLines.length) {
   log(`page console (${consoleLines.length} lines, last 10):`);
   for (const l of consoleLines.slice(-10)) log(`  ${l}`);
 }
 log(
   "PASS: the row appeared in the browser and a Kick clicked there closed the client's socket" +
-    (recording ? "; the server's recording of it opened and played in the page" : ""),
+    (recording ? "; the server's recording of it opened and played in the page" : "") +
+    "; the layout survived a reload",
 );
 cdp.close();
 await cleanup();

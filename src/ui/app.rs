@@ -1037,7 +1037,7 @@ impl eframe::App for MuxscopeApp {
     /// eframe calls this periodically (and on exit when it has storage).
     /// The layout also goes to eframe's storage, which is all a browser has.
     fn save(&mut self, storage: &mut dyn eframe::Storage) {
-        eframe::set_value(storage, STORAGE_KEY, &self.layout());
+        storage.set_string(STORAGE_KEY, layout::to_ron(&self.layout()));
         self.autosave();
     }
 
