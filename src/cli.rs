@@ -220,9 +220,8 @@ impl ExportArgs {
                     eprintln!("muxscope: warning: {w}");
                 }
                 println!(
-                    "muxscope: exported {} connection{} from {} to {}",
-                    done.connections,
-                    if done.connections == 1 { "" } else { "s" },
+                    "muxscope: exported {} from {} to {}",
+                    crate::format::counted(done.connections, "connection"),
                     self.file.display(),
                     self.output.display()
                 );

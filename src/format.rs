@@ -35,6 +35,15 @@ pub fn count(n: f64) -> String {
     }
 }
 
+/// `1 connection`, `3 connections`: a count and its noun, plural by `s`.
+pub fn counted(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// Microseconds as a short duration: `850ms`, `12.3s`, `4m05s`, `2h10m`.
 pub fn duration_micros(us: u64) -> String {
     let ms = us / 1000;

@@ -197,6 +197,22 @@ fn a_size_cap_stops_or_rotates_the_recording_and_says_so() {
             let second = path.with_file_name("session.2.muxrec");
             let r2 = Reader::open(std::fs::File::open(&second).unwrap()).unwrap();
             assert_eq!(r2.header.part, 2);
+            // An export of one part says the rest was left out.
+            let out = path.with_file_name("part1.json");
+            let done = muxscope::record::export::export(
+                &path,
+                muxscope::record::export::Format::Json,
+                &[],
+                &out,
+            )
+            .unwrap();
+            assert!(
+                done.warnings
+                    .iter()
+                    .any(|w| w.contains("continues in session.2.muxrec")),
+                "{:?}",
+                done.warnings
+            );
         } else {
             assert!(trailer.reason.contains("size cap"), "{}", trailer.reason);
             let ended = status.ended.expect("the status says it ended");

@@ -4,6 +4,7 @@
 mod temp_dir;
 mod ui_support;
 use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable as _;
 use muxscope::backend::BackendStatus;
 use muxscope::protocol::{ConnId, ConnState};
 use muxscope::ui::MuxscopeApp;
@@ -169,9 +170,84 @@ fn record_from_the_window_then_play_it_back_seek_and_jump() {
         .last()
         .map(|n| n.text.clone())
         .unwrap_or_default();
-    assert!(notice.contains("Exported 1 connections"), "{notice}");
+    assert!(notice.contains("Exported 1 connection to"), "{notice}");
 
     // Back to the live engine, which kept running.
+    click(&mut h, "File");
+    click(&mut h, "Close recording");
+    assert_eq!(h.state().backend_status(), BackendStatus::InProcess);
+}
+
+#[test]
+fn a_rotated_recording_opens_part_by_part_and_plays_on_into_the_next() {
+    let dir = TempDir::new("recording-parts");
+    let first = dir.path().join("session.muxrec");
+    let second = dir.path().join("session.2.muxrec");
+    let third = dir.path().join("session.3.muxrec");
+    let files = AppFiles {
+        recordings_dir: Some(dir.to_path_buf()),
+        ..AppFiles::default()
+    };
+    let record = first.to_str().unwrap();
+    let args = [
+        "--record",
+        record,
+        "--record-max",
+        "64KiB",
+        "--record-rotate",
+    ];
+    let mut h = ui_support::app(&args, files);
+    let addr = listening(&mut h);
+    // 100 KB per client recorded (both ways): parts of 64 KiB each.
+    let chunk = vec![b'x'; 50_000];
+    for _ in 0..3 {
+        let mut client = TcpStream::connect(addr).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        client.write_all(&chunk).unwrap();
+        let mut back = vec![0u8; chunk.len()];
+        client.read_exact(&mut back).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        h.run_steps(2);
+    }
+    // A third part means the second was closed with its trailer.
+    step_until(&mut h, "three parts on disk", |_| third.exists());
+
+    let shows = |path: &std::path::Path| {
+        let path = path.to_owned();
+        move |a: &mut MuxscopeApp| {
+            a.timeline().is_some_and(|t| {
+                t.path.as_deref() == Some(path.as_path()) && t.indexed >= 1.0 && t.trailer.is_some()
+            })
+        }
+    };
+    h.state_mut().open_recording(&first);
+    step_until(&mut h, "part 1 indexed to its trailer", shows(&first));
+    h.run_steps(2);
+    h.get_by_label("Part 1 of a rotated recording");
+    assert!(h.query_by_label("⏮ Previous part").is_none());
+    click(&mut h, "Next part ⏭");
+    step_until(&mut h, "part 2 shown", shows(&second));
+    h.run_steps(2);
+    h.get_by_label("Part 2 of a rotated recording");
+    click(&mut h, "⏮ Previous part");
+    step_until(&mut h, "part 1 shown again", shows(&first));
+
+    // Playing past the end of part 1 plays on in part 2, at the same speed.
+    {
+        let t = h.state_mut().timeline().unwrap();
+        t.seek = Some(t.end.saturating_sub(1_000));
+        t.speed = 10.0;
+    }
+    h.run_steps(2);
+    click(&mut h, "▶ Play");
+    step_until(&mut h, "playback to carry on into part 2", |a| {
+        a.timeline().is_some_and(|t| {
+            t.path.as_deref() == Some(second.as_path()) && t.playing && t.speed == 10.0
+        })
+    });
+
     click(&mut h, "File");
     click(&mut h, "Close recording");
     assert_eq!(h.state().backend_status(), BackendStatus::InProcess);

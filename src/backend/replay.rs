@@ -13,10 +13,12 @@ use super::{Backend, BackendStatus};
 use crate::monitor::Monitor;
 use crate::protocol::{Batch, Command, ConnDetail, ConnId, Direction, Micros, TranscriptChunk};
 use crate::record::frame::Kind;
+use crate::record::parts;
 use crate::record::reader::{Damage, Reader, Source};
 use crate::record::state::SessionState;
-use crate::record::{Loss, Record};
+use crate::record::{Loss, Record, Trailer};
 use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::time::Duration;
 use web_time::Instant;
 
@@ -73,6 +75,18 @@ pub struct Timeline {
     pub jump_missed: bool,
     /// Why the file became unreadable while playing, if it did.
     pub error: Option<String>,
+    /// How the file ended, once indexing reached its last frame: `None`
+    /// for one still being written, cut off, or damaged.
+    pub trailer: Option<Trailer>,
+    /// Which part of a rotated recording this file is (1: the first).
+    pub part: u32,
+    /// The rotated recording's parts before and after this one, as files
+    /// next to it (only for a file opened from disk).
+    pub previous_part: Option<PathBuf>,
+    pub next_part: Option<PathBuf>,
+    /// Set by the bar (or by playing past the end): open this part in
+    /// place of this one, and play it if `true`. The app acts on it.
+    pub open_part: Option<(PathBuf, bool)>,
 }
 
 pub struct ReplayBackend {
@@ -173,6 +187,11 @@ impl ReplayBackend {
             engine_started_unix_ms: reader.header.engine_started_unix_ms,
             jump_missed: false,
             error: None,
+            trailer: None,
+            part: reader.header.part,
+            previous_part: None,
+            next_part: None,
+            open_part: None,
         };
         Ok(ReplayBackend {
             reader,
@@ -199,6 +218,7 @@ impl ReplayBackend {
             .unwrap_or_else(|| path.display().to_string());
         let mut replay = Self::open(Box::new(std::io::BufReader::new(file)), name)
             .map_err(|e| format!("cannot open the recording {}: {e}", path.display()))?;
+        replay.timeline.previous_part = parts::previous_part(path, replay.timeline.part);
         replay.timeline.path = Some(path.to_owned());
         Ok(replay)
     }
@@ -220,6 +240,15 @@ impl ReplayBackend {
         let index = &self.reader.index;
         self.timeline.end = index.end;
         self.timeline.damage = index.damage.clone();
+        if self.timeline.trailer.is_none()
+            && let Some(trailer) = &index.trailer
+        {
+            self.timeline.next_part = match (&self.timeline.path, &trailer.next_part) {
+                (Some(path), Some(name)) => parts::next_part(path, name),
+                _ => None,
+            };
+            self.timeline.trailer = Some(trailer.clone());
+        }
         self.timeline.indexed = if index.done || index.file_len == 0 {
             1.0
         } else {
@@ -242,6 +271,11 @@ impl ReplayBackend {
         self.timeline.position = (self.timeline.position + step).min(self.timeline.end);
         if self.timeline.position >= self.timeline.end && self.reader.index.done {
             self.timeline.playing = false;
+            // A rotated recording plays on into its next part, when that
+            // file is there.
+            if let Some(next) = self.timeline.next_part.as_ref().filter(|p| p.exists()) {
+                self.timeline.open_part = Some((next.clone(), true));
+            }
         }
     }
 

@@ -5,6 +5,7 @@
 //! - [`frame`]: the file's framing (magic, then length + checksum frames),
 //!   which is what makes a file readable up to its last complete frame after
 //!   a crash.
+//! - [`parts`]: the file names of a rotated recording's parts.
 //! - [`state`]: the session as of some instant, folded from records; the
 //!   writer snapshots it into keyframes, a reader starts from one.
 //! - [`reader`]: indexes a file (incrementally, so a window never stalls on
@@ -18,6 +19,7 @@
 //! postcard, so a recording holds exactly what a viewer was told.
 
 pub mod frame;
+pub mod parts;
 pub mod reader;
 pub mod replay;
 pub mod state;

@@ -4,6 +4,7 @@
 //! snapshots keyframes, so the engine thread pays only for a copy.
 
 use super::frame::{self, Kind, MAGIC};
+use super::parts::part_path;
 use super::state::SessionState;
 use super::{DataChunk, FORMAT_VERSION, Header, Loss, Record, Trailer};
 use crate::protocol::{Batch, Micros};
@@ -170,18 +171,6 @@ impl Part {
         self.written += bytes.len() as u64;
         Ok(())
     }
-}
-
-/// `dir/NAME.muxrec` → `dir/NAME.N.muxrec`.
-pub fn part_path(first: &Path, n: u32) -> PathBuf {
-    let name = first
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let stem = name
-        .strip_suffix(&format!(".{}", super::EXTENSION))
-        .unwrap_or(&name);
-    first.with_file_name(format!("{stem}.{n}.{}", super::EXTENSION))
 }
 
 struct Writer {

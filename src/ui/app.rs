@@ -220,12 +220,24 @@ impl MuxscopeApp {
 
     #[cfg(not(target_arch = "wasm32"))]
     pub fn open_recording(&mut self, path: &Path) {
+        if self.show_recording_file(path) {
+            self.notify(format!("Opened the recording {}", path.display()), false);
+        }
+    }
+
+    /// Show the recording at `path`; whether it opened (if not, a notice
+    /// says why).
+    #[cfg(not(target_arch = "wasm32"))]
+    fn show_recording_file(&mut self, path: &Path) -> bool {
         match crate::backend::ReplayBackend::open_file(path) {
             Ok(replay) => {
                 self.show_recording(replay);
-                self.notify(format!("Opened the recording {}", path.display()), false);
+                true
             }
-            Err(e) => self.notify(e, true),
+            Err(e) => {
+                self.notify(e, true);
+                false
+            }
         }
     }
 
@@ -695,8 +707,8 @@ impl MuxscopeApp {
             Ok(done) => {
                 self.notify(
                     format!(
-                        "Exported {} connections to {}",
-                        done.connections,
+                        "Exported {} to {}",
+                        crate::format::counted(done.connections, "connection"),
                         out.display()
                     ),
                     false,
@@ -919,6 +931,26 @@ impl MuxscopeApp {
                     super::timeline::ui(ui, timeline, selected);
                     ui.add_space(2.0);
                 });
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Some((path, play, speed)) = self
+            .backend
+            .timeline()
+            .and_then(|t| t.open_part.take().map(|(p, play)| (p, play, t.speed)))
+        {
+            // Connection ids go on across parts: so do the selection and
+            // the playback speed.
+            let selection = self.selection.clone();
+            // The bar says which part is shown: no notice per part. One
+            // that failed to open leaves the old part paused at its end
+            // (no retry every frame).
+            if self.show_recording_file(&path)
+                && let Some(t) = self.backend.timeline()
+            {
+                t.playing = play;
+                t.speed = speed;
+                self.selection = selection;
+            }
         }
         // The selection's throughput is followed whether or not the plot
         // shows it, so switching the plot to it shows some history.

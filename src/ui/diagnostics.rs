@@ -33,14 +33,12 @@ impl DiagnosticsPane {
             ui.label(RichText::new("No lint fires now.").weak());
         }
         for (lint, n) in &firing {
-            let what = if *lint == Lint::ReconnectStorm {
-                if *n == 1 { "host" } else { "hosts" }
-            } else if *n == 1 {
-                "connection"
+            let noun = if *lint == Lint::ReconnectStorm {
+                "host"
             } else {
-                "connections"
+                "connection"
             };
-            let text = format!("⚠ {n} {what}: {}", lint.name());
+            let text = format!("⚠ {}: {}", crate::format::counted(*n, noun), lint.name());
             if ui
                 .add(
                     egui::Button::new(RichText::new(text).color(super::warn_color(ui)))

@@ -205,7 +205,14 @@ impl ServerBar {
 
         ui.horizontal_wrapped(|ui| {
             let Some(s) = &stats else {
-                ui.label(RichText::new("waiting for the engine…").weak());
+                // A recording's stats come four times a second: the first
+                // ones may be just after where it is shown.
+                let waiting = if self.read_only {
+                    "no server figures recorded yet at this point"
+                } else {
+                    "waiting for the engine…"
+                };
+                ui.label(RichText::new(waiting).weak());
                 return;
             };
             let latest = ctx.monitor.rates.latest().copied();

@@ -101,6 +101,7 @@ fn controls(ui: &mut Ui, t: &mut Timeline, selected: Option<ConnId>) {
         let label = ui.label(RichText::new("Position").weak());
         scrub.labelled_by(label.id);
     });
+    parts(ui, t);
     let mut notes: Vec<(String, bool)> = Vec::new();
     if t.indexed < 1.0 {
         notes.push((format!("indexing {:.0}%…", t.indexed * 100.0), false));
@@ -128,6 +129,21 @@ fn controls(ui: &mut Ui, t: &mut Timeline, selected: Option<ConnId>) {
     if let Some(e) = &t.error {
         notes.push((format!("Playback stopped: {e}"), true));
     }
+    match &t.trailer {
+        Some(trailer) if trailer.next_part.is_some() && t.next_part.is_none() => {
+            // Opened from memory (the browser), or a name not taken.
+            let name = trailer.next_part.as_deref().unwrap_or_default();
+            notes.push((
+                format!("The recording continues in {name}: open that file next."),
+                false,
+            ));
+        }
+        Some(trailer) if trailer.next_part.is_none() => notes.push((
+            format!("The recording ended here: {}.", trailer.reason),
+            false,
+        )),
+        _ => {}
+    }
     for (text, warn) in notes {
         let text = RichText::new(text);
         ui.label(if warn {
@@ -136,4 +152,31 @@ fn controls(ui: &mut Ui, t: &mut Timeline, selected: Option<ConnId>) {
             text.weak()
         });
     }
+}
+
+/// A rotated recording's neighbouring parts (files next to this one).
+fn parts(ui: &mut Ui, t: &mut Timeline) {
+    if t.previous_part.is_none() && t.next_part.is_none() {
+        return;
+    }
+    ui.horizontal(|ui| {
+        ui.label(RichText::new(format!("Part {} of a rotated recording", t.part)).weak());
+        for (path, label) in [
+            (&t.previous_part, "⏮ Previous part"),
+            (&t.next_part, "Next part ⏭"),
+        ] {
+            let Some(path) = path else { continue };
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if ui
+                .button(label)
+                .on_hover_text(format!("Open {name}, the part next to this file"))
+                .clicked()
+            {
+                t.open_part = Some((path.clone(), t.playing));
+            }
+        }
+    });
 }

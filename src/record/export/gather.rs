@@ -26,6 +26,9 @@ pub struct Recording {
     /// Where the file stops being readable, if it does: everything before
     /// it was read.
     pub damage: Option<Damage>,
+    /// The part that follows this file, when rotation made one (its file
+    /// name, as the trailer says).
+    pub next_part: Option<String>,
 }
 
 #[derive(Debug)]
@@ -219,6 +222,11 @@ pub fn gather<S: Source>(mut reader: Reader<S>) -> Result<Recording, String> {
         conversations,
         lost_events,
         damage: reader.index.damage.clone(),
+        next_part: reader
+            .index
+            .trailer
+            .as_ref()
+            .and_then(|t| t.next_part.clone()),
     })
 }
 

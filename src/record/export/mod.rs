@@ -76,6 +76,11 @@ pub fn export(
             damage.offset
         ));
     }
+    if let Some(next) = &recording.next_part {
+        warnings.push(format!(
+            "{name} is one part of a rotated recording: it continues in {next}, which was not exported; export each part (and join pcapng files with mergecap)"
+        ));
+    }
     let lost: u64 = conversations
         .iter()
         .flat_map(|c| &c.items)
