@@ -91,6 +91,7 @@ fn main() {
     };
     measure(&format!("{conns} idle connections, none watched"));
     engine.send(Command::Watch {
+        viewer: muxscope::protocol::LOCAL_VIEWER,
         conns: (1..=300).map(ConnId).collect(),
     });
     measure(&format!("{conns} idle connections, 300 watched"));

@@ -13,6 +13,12 @@ use std::net::SocketAddr;
 /// and the inspected one, with room to spare.
 pub const MAX_WATCHED: usize = 1024;
 
+/// Who a `Command::Watch` is from: the window in the engine's own process
+/// ([`LOCAL_VIEWER`]), or one remote viewer, numbered by the control
+/// endpoint whatever the viewer itself said.
+pub type ViewerId = u64;
+pub const LOCAL_VIEWER: ViewerId = 0;
+
 /// The seed's address, used when nothing else is said.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8800";
 
@@ -981,10 +987,12 @@ pub enum Command {
         conn: ConnId,
     },
     /// The connections a viewer shows now (the inspected one and the
-    /// visible rows); it replaces the previous set. The engine samples
-    /// their `TCP_INFO` up to ten times a second, the rest once a second.
-    /// A viewer names at most a few hundred ([`MAX_WATCHED`]).
+    /// visible rows); it replaces that viewer's previous set (an empty one
+    /// ends its watch). The engine samples what any viewer watches up to
+    /// ten times a second, the rest once a second. A viewer names at most
+    /// [`MAX_WATCHED`].
     Watch {
+        viewer: ViewerId,
         conns: Vec<ConnId>,
     },
     /// Set the faults of connections, or those new connections get. The

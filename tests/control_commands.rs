@@ -224,3 +224,42 @@ fn a_full_engine_channel_holds_commands_back_losslessly() {
         }
     }
 }
+
+#[test]
+fn each_viewer_watches_as_itself_and_its_watch_ends_when_it_leaves() {
+    let (server, _batches, cmds, _dir) = start(None, |_| {});
+    let url = format!("ws://{}/ws", server.local_addr());
+    let mut one = Viewer::attach(&url);
+    let mut two = Viewer::attach(&url);
+    // Both claim to be the local window, and the second tries to end the
+    // first's watch: the endpoint stamps each with its own id.
+    one.send(&Command::Watch {
+        viewer: 0,
+        conns: vec![ConnId(1)],
+    });
+    let first = cmds.recv_timeout(STEP).expect("the watch arrives");
+    two.send(&Command::Watch {
+        viewer: 0,
+        conns: vec![ConnId(2)],
+    });
+    let second = cmds.recv_timeout(STEP).expect("the watch arrives");
+    let (Command::Watch { viewer: a, conns }, Command::Watch { viewer: b, .. }) = (&first, &second)
+    else {
+        panic!("{first:?} {second:?}");
+    };
+    assert_eq!(conns, &vec![ConnId(1)]);
+    assert!(*a != 0 && *b != 0 && a != b, "viewers {a} and {b}");
+    // The first leaves: the engine is told its watch ended, and only its.
+    drop(one);
+    let ended = cmds
+        .recv_timeout(STEP)
+        .expect("the end of its watch arrives");
+    assert_eq!(
+        ended,
+        Command::Watch {
+            viewer: *a,
+            conns: Vec::new()
+        }
+    );
+    drop(two);
+}

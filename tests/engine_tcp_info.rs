@@ -9,7 +9,7 @@ mod common;
 
 use common::*;
 use muxscope::engine::EngineConfig;
-use muxscope::protocol::{Command, ConnId, Targets, TcpInfo};
+use muxscope::protocol::{Command, ConnId, LOCAL_VIEWER, Targets, TcpInfo};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -30,7 +30,10 @@ fn a_client_that_never_reads_closes_its_window() {
     );
     // A small receive buffer that the client never empties.
     let (_stream, id) = h.connect_with(|addr| client_with_rcvbuf(addr, 16 * 1024));
-    h.send(Command::Watch { conns: vec![id] });
+    h.send(Command::Watch {
+        viewer: LOCAL_VIEWER,
+        conns: vec![id],
+    });
     h.send(Command::Inject {
         targets: Targets::one(id),
         bytes: vec![b'x'; 1024 * 1024],
@@ -63,14 +66,24 @@ fn an_echo_client_has_an_rtt_and_an_open_window() {
 }
 
 #[test]
-fn a_watched_connection_is_sampled_far_more_often() {
+fn what_any_viewer_watches_is_sampled_far_more_often() {
     let h = Harness::start_with_monitor(EngineConfig::default());
-    let (a, watched) = h.connect();
-    let (b, unwatched) = h.connect();
+    let (a, by_one) = h.connect();
+    let (b, by_two) = h.connect();
+    let (c, unwatched) = h.connect();
+    let (d, dropped) = h.connect();
+    // Two viewers, each its own set; a third watches and then stops.
+    for (viewer, id) in [(1, by_one), (2, by_two), (3, dropped)] {
+        h.send(Command::Watch {
+            viewer,
+            conns: vec![id],
+        });
+    }
     h.send(Command::Watch {
-        conns: vec![watched],
+        viewer: 3,
+        conns: Vec::new(),
     });
-    // Both busy, so every sample differs and goes out.
+    // All busy, so every sample differs and goes out.
     let stop = Arc::new(AtomicBool::new(false));
     let chat = |mut s: std::net::TcpStream| {
         let stop = stop.clone();
@@ -81,22 +94,28 @@ fn a_watched_connection_is_sampled_far_more_often() {
             }
         })
     };
-    let threads = [chat(a), chat(b)];
+    let threads = [chat(a), chat(b), chat(c), chat(d)];
     std::thread::sleep(Duration::from_millis(2_200));
     stop.store(true, Ordering::Relaxed);
     for t in threads {
         t.join().expect("client thread");
     }
     let count = |id| h.with_monitor(|m| m.tcp_history(id).map_or(0, |hist| hist.samples().len()));
-    let (w, u) = (count(watched), count(unwatched));
+    let (one, two) = (count(by_one), count(by_two));
     // Ideally about 22 and 3; margins for a loaded machine.
-    assert!(w >= 8, "watched: {w} samples in 2.2 s");
-    assert!(u >= 1, "unwatched: {u} samples in 2.2 s");
-    assert!(
-        u <= 5,
-        "unwatched sampled about once a second: {u} in 2.2 s"
-    );
-    assert!(w >= 2 * u, "watched {w} vs unwatched {u}");
+    for (u, what) in [
+        (count(unwatched), "unwatched"),
+        (count(dropped), "no longer watched"),
+    ] {
+        assert!(u >= 1, "{what}: {u} samples in 2.2 s");
+        assert!(u <= 5, "{what}: sampled about once a second, {u} in 2.2 s");
+        assert!(
+            one >= 2 * u && two >= 2 * u,
+            "watched {one}, {two} vs {what} {u}"
+        );
+    }
+    assert!(one >= 8, "watched by viewer 1: {one} samples in 2.2 s");
+    assert!(two >= 8, "watched by viewer 2: {two} samples in 2.2 s");
 }
 
 #[test]
@@ -104,7 +123,10 @@ fn an_idle_connection_causes_no_counters_traffic() {
     let h = Harness::start(EngineConfig::default());
     let (mut stream, id) = h.connect();
     assert_echo(&mut stream, b"once\n");
-    h.send(Command::Watch { conns: vec![id] });
+    h.send(Command::Watch {
+        viewer: LOCAL_VIEWER,
+        conns: vec![id],
+    });
     tcp_of(&h, id, "a first sample", |_| true);
     // Let the last changes (delayed ACKs) settle, then count batches that
     // carry its counters: sampled ten times a second, it sends none.

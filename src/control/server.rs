@@ -30,7 +30,7 @@ use super::wire::{MAX_VIEWER_MESSAGE, decode_command, encode_batch};
 use super::{ControlOptions, check_exposure, resolve_addr};
 use crate::engine::{CommandError, EngineHandle, Rejected};
 use crate::logging::terminal_safe;
-use crate::protocol::{Batch, Command, Event, EventKind};
+use crate::protocol::{Batch, Command, Event, EventKind, LOCAL_VIEWER, ViewerId};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -189,6 +189,7 @@ impl ControlServer {
                 rate: f64::from(opts.commands_per_sec.max(1)),
                 burst: f64::from(opts.command_burst.max(1)),
                 viewer_count: 0,
+                last_viewer_id: LOCAL_VIEWER,
                 viewers_shown: viewers.clone(),
                 clock,
                 verdict: verdict.clone(),
@@ -278,6 +279,8 @@ struct Shared {
     rate: f64,
     burst: f64,
     viewer_count: usize,
+    /// The last id given to a viewer (each its own, for `Command::Watch`).
+    last_viewer_id: ViewerId,
     /// `viewer_count` for [`ControlServer::viewers`].
     viewers_shown: Arc<AtomicUsize>,
     /// The engine's clock, for notices to one viewer.
@@ -347,6 +350,9 @@ impl State {
 }
 
 struct ViewerConn {
+    /// Stamped on its `Command::Watch`, so the engine keeps each viewer's
+    /// watch apart (and one viewer cannot end another's).
+    id: ViewerId,
     ws: WebSocket<Stream>,
     /// The `101` response, written before any frame.
     handshake: Vec<u8>,
@@ -579,6 +585,12 @@ impl IoLoop {
         }
         if let State::Viewer(v) = &conn.state {
             v.gone.store(true, Ordering::Relaxed);
+            // Its watch ends with it. If the engine has no room now, the
+            // watch is forgotten later, when other viewers' crowd it out.
+            let _ = (self.shared.commands)(Command::Watch {
+                viewer: v.id,
+                conns: Vec::new(),
+            });
             self.shared.viewer_count -= 1;
             self.shared
                 .viewers_shown
@@ -745,7 +757,9 @@ fn route(conn: &mut Conn, shared: &mut Shared, head: &http::RequestHead, used: u
     let rest = buf[used..].to_vec();
     let ws = WebSocket::from_partially_read(stream, rest, Role::Server, Some(shared.ws_config));
     let now = Instant::now();
+    shared.last_viewer_id += 1;
     conn.state = State::Viewer(Box::new(ViewerConn {
+        id: shared.last_viewer_id,
         ws,
         handshake,
         written: 0,
@@ -879,7 +893,7 @@ fn viewer_io(v: &mut ViewerConn, peer: SocketAddr, shared: &mut Shared) -> Next 
         v.last_heard = now;
         v.tokens -= 1.0 + msg.len() as f64 * COST_PER_BYTE;
         match msg {
-            Message::Text(text) => match decode_command(&text) {
+            Message::Text(text) => match decode_command(&text).map(|cmd| stamp(cmd, v.id)) {
                 Ok(cmd) => match vet::vet(&cmd, shared.has_token) {
                     Ok(()) => v.pending = (shared.commands)(cmd).err(),
                     Err(Refusal::Listen { addr, why }) => {
@@ -901,6 +915,15 @@ fn viewer_io(v: &mut ViewerConn, peer: SocketAddr, shared: &mut Shared) -> Next 
     match write_frames(v, shared) {
         Next::Keep if more => Next::Again,
         next => next,
+    }
+}
+
+/// A command as the engine takes it from viewer `id`: a watch is that
+/// viewer's, whatever it said.
+fn stamp(cmd: Command, id: ViewerId) -> Command {
+    match cmd {
+        Command::Watch { conns, .. } => Command::Watch { viewer: id, conns },
+        other => other,
     }
 }
 

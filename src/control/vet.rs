@@ -53,7 +53,7 @@ pub fn vet(cmd: &Command, has_token: bool) -> Result<(), Refusal> {
             _ => Ok(()),
         },
         // A viewer watches what it shows: a screenful of rows.
-        Command::Watch { conns } if conns.len() > MAX_WATCHED => Err(Refusal::Abuse(format!(
+        Command::Watch { conns, .. } if conns.len() > MAX_WATCHED => Err(Refusal::Abuse(format!(
             "a viewer may watch at most {MAX_WATCHED} connections"
         ))),
         Command::SetScenario(Some(file)) | Command::TryScenario { scenario: file, .. }
@@ -187,6 +187,7 @@ mod tests {
         };
         assert!(matches!(vet(&many, true), Err(Refusal::Abuse(_))));
         let watch = |n: u64| Command::Watch {
+            viewer: 1,
             conns: (0..n).map(ConnId).collect(),
         };
         assert_eq!(vet(&watch(MAX_WATCHED as u64), false), Ok(()));

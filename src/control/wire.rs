@@ -22,7 +22,7 @@ use std::fmt;
 /// The first byte of every server frame. Bump it when a protocol type
 /// changes shape; a viewer built from other sources then says so instead of
 /// misreading the stream.
-pub const WIRE_VERSION: u8 = 6;
+pub const WIRE_VERSION: u8 = 7;
 
 /// The largest message (and frame) a viewer may send. A command is a few
 /// dozen bytes; an `Inject` with a pasted payload is the only big one.

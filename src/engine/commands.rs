@@ -109,7 +109,7 @@ impl EventLoop {
                 },
             }),
             Command::StopRecording => self.stop_recording("stopped by the user"),
-            Command::Watch { conns } => self.watch(conns),
+            Command::Watch { viewer, conns } => self.watch(viewer, conns),
         }
     }
 

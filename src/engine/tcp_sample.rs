@@ -2,8 +2,9 @@
 //! engine thread, without sleeping: the loop calls [`EventLoop::sample_tcp`]
 //! when [`TcpSampler::next_at`] is due, every [`SLICE`].
 //!
-//! - The connections a viewer watches (`Command::Watch`: the inspected one
-//!   and the visible rows) are sampled every slice, ten times a second.
+//! - The connections any viewer watches (`Command::Watch`: the inspected
+//!   one and the visible rows; each viewer its own set) are sampled every
+//!   slice, ten times a second.
 //! - All the others once a second, spread over it: a cursor walks the
 //!   slab, a tenth of the connections per slice, so 10,000 connections
 //!   cost a thousand `getsockopt`s every 100 ms rather than ten thousand
@@ -16,7 +17,7 @@
 
 use super::connection::Connection;
 use super::event_loop::EventLoop;
-use crate::protocol::{ConnId, MAX_WATCHED, Micros, Targets};
+use crate::protocol::{ConnId, MAX_WATCHED, Micros, Targets, ViewerId};
 use std::time::{Duration, Instant};
 
 /// How often the sampler runs: the watched connections' period, and a
@@ -24,11 +25,20 @@ use std::time::{Duration, Instant};
 pub const SLICE: Duration = Duration::from_millis(100);
 /// Slices per round over all connections (one round a second).
 const SLICES_PER_ROUND: usize = 10;
+/// Viewers whose watch is kept; past it, the one that spoke longest ago is
+/// forgotten (a viewer that went away without saying so, say).
+const MAX_WATCHERS: usize = 16;
+/// The most connections sampled every slice, whatever the viewers ask:
+/// about 2 % of a core at ten times a second.
+const MAX_WATCHED_IN_ALL: usize = 4 * MAX_WATCHED;
 
 #[derive(Debug)]
 pub struct TcpSampler {
-    /// Watched connections as (id, slab key), resolved when the watch
-    /// arrived; a key that no longer holds its id is skipped.
+    /// Each viewer's watched connections as (id, slab key), resolved when
+    /// its watch arrived; the latest-heard viewer last.
+    watchers: Vec<(ViewerId, Vec<(ConnId, usize)>)>,
+    /// All of them once (by slab key); a key that no longer holds its id
+    /// is skipped.
     watched: Vec<(ConnId, usize)>,
     /// The next slab key of the round over all connections.
     cursor: usize,
@@ -43,6 +53,7 @@ pub struct TcpSampler {
 impl TcpSampler {
     pub fn new(start: Instant) -> Self {
         TcpSampler {
+            watchers: Vec::new(),
             watched: Vec::new(),
             cursor: 0,
             slice: 0,
@@ -87,11 +98,28 @@ fn slice_share(conns: usize, slice: usize) -> usize {
 }
 
 impl EventLoop {
-    /// Replace the watched set (`Command::Watch`); at most [`MAX_WATCHED`]
-    /// ids are taken.
-    pub(super) fn watch(&mut self, mut conns: Vec<ConnId>) {
+    /// Replace `viewer`'s watched set (`Command::Watch`; empty ends its
+    /// watch); at most [`MAX_WATCHED`] ids are taken.
+    pub(super) fn watch(&mut self, viewer: ViewerId, mut conns: Vec<ConnId>) {
         conns.truncate(MAX_WATCHED);
-        self.sampler.watched = self.targets(&Targets::Conns(conns));
+        let resolved = self.targets(&Targets::Conns(conns));
+        let sampler = &mut self.sampler;
+        sampler.watchers.retain(|(v, _)| *v != viewer);
+        if !resolved.is_empty() {
+            sampler.watchers.push((viewer, resolved));
+        }
+        if sampler.watchers.len() > MAX_WATCHERS {
+            sampler.watchers.remove(0);
+        }
+        let mut all: Vec<(ConnId, usize)> = sampler
+            .watchers
+            .iter()
+            .flat_map(|(_, set)| set.iter().copied())
+            .collect();
+        all.sort_unstable_by_key(|&(id, key)| (key, id));
+        all.dedup();
+        all.truncate(MAX_WATCHED_IN_ALL);
+        sampler.watched = all;
     }
 
     /// One slice, if due: the watched connections, then the next tenth of

@@ -1007,7 +1007,7 @@ impl MuxscopeApp {
     /// Tell the engine which connections are on screen (the visible rows
     /// and the inspected one), so it samples their `TCP_INFO` often: when
     /// that changes, and every few seconds in case the engine forgot (a
-    /// reconnect, another viewer's watch).
+    /// reconnect, or more viewers than it keeps watches for).
     fn watch_what_is_shown(&mut self) {
         const REFRESH: std::time::Duration = std::time::Duration::from_secs(5);
         let mut shown = std::mem::take(&mut self.panes.connections.visible.0);
@@ -1022,7 +1022,9 @@ impl MuxscopeApp {
         if shown.is_empty() && last.is_empty() {
             return;
         }
+        // A remote viewer's id is the control endpoint's to set.
         self.commands.push(Command::Watch {
+            viewer: crate::protocol::LOCAL_VIEWER,
             conns: shown.clone(),
         });
         self.watching = (shown, Some(Instant::now()));
