@@ -226,12 +226,12 @@ fn a_rotated_recording_opens_part_by_part_and_plays_on_into_the_next() {
     step_until(&mut h, "part 1 indexed to its trailer", shows(&first));
     h.run_steps(2);
     h.get_by_label("Part 1 of a rotated recording");
-    assert!(h.query_by_label("⏮ Previous part").is_none());
-    click(&mut h, "Next part ⏭");
+    assert!(h.query_by_label("⏴ Previous part").is_none());
+    click(&mut h, "Next part ⏵");
     step_until(&mut h, "part 2 shown", shows(&second));
     h.run_steps(2);
     h.get_by_label("Part 2 of a rotated recording");
-    click(&mut h, "⏮ Previous part");
+    click(&mut h, "⏴ Previous part");
     step_until(&mut h, "part 1 shown again", shows(&first));
 
     // Playing past the end of part 1 plays on in part 2, at the same speed.

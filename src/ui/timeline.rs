@@ -162,8 +162,8 @@ fn parts(ui: &mut Ui, t: &mut Timeline) {
     ui.horizontal(|ui| {
         ui.label(RichText::new(format!("Part {} of a rotated recording", t.part)).weak());
         for (path, label) in [
-            (&t.previous_part, "⏮ Previous part"),
-            (&t.next_part, "Next part ⏭"),
+            (&t.previous_part, "⏴ Previous part"),
+            (&t.next_part, "Next part ⏵"),
         ] {
             let Some(path) = path else { continue };
             let name = path
