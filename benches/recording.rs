@@ -10,7 +10,9 @@
 //!
 //! Knobs: `MUXSCOPE_BENCH_RECORDING_MB` (default 1024),
 //! `MUXSCOPE_BENCH_SEEKS` (default 20), `MUXSCOPE_BENCH_DIR` (where the file
-//! goes; default the system temp dir; the file is removed at the end).
+//! goes; default the system temp dir; the file is removed at the end
+//! unless `MUXSCOPE_BENCH_KEEP` is set). Last, the whole file is exported
+//! to pcapng by `muxscope export`, with its time and peak memory.
 
 use muxscope::backend::{Backend, ReplayBackend};
 use muxscope::monitor::Monitor;
@@ -107,7 +109,54 @@ fn main() {
             }
         );
     }
-    let _ = std::fs::remove_file(&path);
+    export(&path, size);
+    if std::env::var_os("MUXSCOPE_BENCH_KEEP").is_some() {
+        println!("kept {}", path.display());
+    } else {
+        let _ = std::fs::remove_file(&path);
+    }
+}
+
+/// `muxscope export FILE --format pcapng`, as a user runs it: its time and
+/// its peak memory (VmHWM, read from /proc every 20 ms while it runs).
+fn export(path: &std::path::Path, size: u64) {
+    let out = path.with_extension("pcapng");
+    let t0 = Instant::now();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_muxscope"))
+        .arg("export")
+        .arg(path)
+        .args(["--format", "pcapng", "-o"])
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("muxscope export starts");
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak_kb = 0u64;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if let Ok(text) = std::fs::read_to_string(&status_file)
+            && let Some(kb) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        {
+            peak_kb = kb;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let took = t0.elapsed();
+    let written = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
+    let _ = std::fs::remove_file(&out);
+    assert!(status.success(), "muxscope export failed: {status}");
+    println!(
+        "export --format pcapng of all {CONNS} connections: {:.1} s, pcapng {:.0} MB, peak memory {:.0} MB ({:.2}x the recording)",
+        took.as_secs_f64(),
+        written as f64 / 1e6,
+        peak_kb as f64 / 1e3,
+        peak_kb as f64 * 1e3 / size.max(1) as f64
+    );
 }
 
 /// Write a recording of about `bytes`; returns its engine-time length.

@@ -5,7 +5,9 @@
 //! Every format starts from the same regrouping ([`gather`]): one
 //! conversation per connection. The file is read once and the conversations
 //! are held in memory, so an export needs about as much memory as the bytes
-//! it exports (`--conn` narrows it).
+//! it exports (`--conn` narrows it): 503 MB at its peak for a 347 MB file
+//! of 64-byte messages (`cargo bench --bench recording`). Packets are made
+//! as they are written, never all at once.
 
 mod gather;
 pub mod json;

@@ -11,7 +11,7 @@
 //! MAC addresses, sequence numbers (fixed ISNs per connection), window and
 //! IP ids are made up. The section header's comment says so.
 
-use super::{Conversation, Recording, What, describe_loss, unix_micros};
+use super::{Conversation, Item, Recording, What, describe_loss, unix_micros};
 use crate::protocol::{CloseReason, Direction, EventKind, KickMode, Micros};
 use etherparse::PacketBuilder;
 use pcap_file::DataLink;
@@ -22,6 +22,8 @@ use pcap_file::pcapng::blocks::interface_description::{
 };
 use pcap_file::pcapng::blocks::section_header::{SectionHeaderBlock, SectionHeaderOption};
 use std::borrow::Cow;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -38,10 +40,17 @@ const MAX_COMMENT: usize = 60_000;
 
 /// Write the capture of `convs` (of `rec`) to `out`.
 pub fn write(rec: &Recording, convs: &[&Conversation], out: impl Write) -> io::Result<()> {
-    let mut packets: Vec<Packet> = convs.iter().flat_map(|c| Tcp::packets(c)).collect();
-    // Connections interleave on the wire as they did in the engine; the
-    // sort is stable, so one connection's packets keep their order.
-    packets.sort_by_key(|p| p.at);
+    // Connections interleave on the wire as they did in the engine: each
+    // connection's packets come in time order, so merging them by (time,
+    // connection) orders them all, packets made as they are written (a
+    // few per connection in memory, not two per read and write).
+    let mut tcps: Vec<std::iter::Peekable<Tcp>> =
+        convs.iter().map(|c| Tcp::new(c).peekable()).collect();
+    let mut next: BinaryHeap<Reverse<(Micros, usize)>> = tcps
+        .iter_mut()
+        .enumerate()
+        .filter_map(|(i, t)| t.peek().map(|p| Reverse((p.at, i))))
+        .collect();
 
     let section = SectionHeaderBlock {
         options: vec![
@@ -75,7 +84,11 @@ pub fn write(rec: &Recording, convs: &[&Conversation], out: impl Write) -> io::R
         })
         .map_err(to_io)?;
     let mut frame = Vec::new();
-    for p in packets {
+    while let Some(Reverse((_, i))) = next.pop() {
+        let p = tcps[i].next().expect("a packet was peeked");
+        if let Some(after) = tcps[i].peek() {
+            next.push(Reverse((after.at, i)));
+        }
         frame.clear();
         p.encode(&mut frame)?;
         writer
@@ -194,7 +207,8 @@ struct Side {
     fin: bool,
 }
 
-/// One connection's TCP, replayed from its conversation.
+/// One connection's TCP, replayed from its conversation: its packets, in
+/// order, made as they are asked for.
 #[derive(Debug)]
 struct Tcp<'a> {
     client: Side,
@@ -203,11 +217,36 @@ struct Tcp<'a> {
     reset: bool,
     /// Comments waiting for the connection's next packet.
     comments: Vec<String>,
-    out: Vec<Packet<'a>>,
+    /// Packets made and not yet taken.
+    out: VecDeque<Packet<'a>>,
+    items: std::slice::Iter<'a, Item>,
+    opened: Micros,
+}
+
+impl<'a> Iterator for Tcp<'a> {
+    type Item = Packet<'a>;
+
+    fn next(&mut self) -> Option<Packet<'a>> {
+        // One packet is kept back until another follows it: comments after
+        // the last packet go on the last packet.
+        while self.out.len() < 2 {
+            let Some(item) = self.items.next() else {
+                let rest = std::mem::take(&mut self.comments);
+                if let Some(last) = self.out.back_mut() {
+                    last.comments.extend(rest);
+                }
+                break;
+            };
+            self.apply(item);
+        }
+        self.out.pop_front()
+    }
 }
 
 impl<'a> Tcp<'a> {
-    fn packets(conv: &'a Conversation) -> Vec<Packet<'a>> {
+    /// The connection up to its handshake; its items follow as packets
+    /// are taken.
+    fn new(conv: &'a Conversation) -> Self {
         let (client, server) = endpoints(conv);
         // Fixed per connection, so two exports of one file are identical.
         let id = conv.id.0 as u32;
@@ -226,7 +265,9 @@ impl<'a> Tcp<'a> {
             },
             reset: false,
             comments: Vec::new(),
-            out: Vec::new(),
+            out: VecDeque::new(),
+            items: conv.items.iter(),
+            opened: conv.opened,
         };
         if conv.opened_before {
             tcp.comments.push(
@@ -247,28 +288,24 @@ impl<'a> Tcp<'a> {
         tcp.send(at, true, syn, &[], false);
         tcp.send(at, false, syn, &[], true);
         tcp.send(at, true, Flags::default(), &[], true);
+        tcp
+    }
 
-        for item in &conv.items {
-            let at = item.at.max(conv.opened);
-            match &item.what {
-                What::Data(dir, bytes) => tcp.data(at, *dir == Direction::Rx, bytes),
-                What::Lost { rx, tx } => tcp.note(at, &describe_loss(*rx, *tx)),
-                What::Event(kind) => {
-                    tcp.note(at, &kind.describe());
-                    match kind {
-                        EventKind::PeerHalfClosed => tcp.fin(at, true),
-                        EventKind::Closed { reason } => tcp.close(at, reason),
-                        _ => {}
-                    }
+    /// One item of the conversation, as packets and comments.
+    fn apply(&mut self, item: &'a Item) {
+        let at = item.at.max(self.opened);
+        match &item.what {
+            What::Data(dir, bytes) => self.data(at, *dir == Direction::Rx, bytes),
+            What::Lost { rx, tx } => self.note(at, &describe_loss(*rx, *tx)),
+            What::Event(kind) => {
+                self.note(at, &kind.describe());
+                match kind {
+                    EventKind::PeerHalfClosed => self.fin(at, true),
+                    EventKind::Closed { reason } => self.close(at, reason),
+                    _ => {}
                 }
             }
         }
-        // Comments after the last packet go on the last packet.
-        let rest = std::mem::take(&mut tcp.comments);
-        if let Some(last) = tcp.out.last_mut() {
-            last.comments.extend(rest);
-        }
-        tcp.out
     }
 
     fn note(&mut self, at: Micros, text: &str) {
@@ -296,7 +333,7 @@ impl<'a> Tcp<'a> {
         } else {
             (&mut self.server, &self.client)
         };
-        self.out.push(Packet {
+        self.out.push_back(Packet {
             at,
             src: from.addr,
             dst: to.addr,
@@ -435,7 +472,7 @@ mod tests {
             ],
             true,
         );
-        let p = Tcp::packets(&c);
+        let p = Tcp::new(&c).collect::<Vec<_>>();
         // SYN, SYN-ACK, ACK, 2 × (data, ACK), data, ACK, RST.
         assert_eq!(p.len(), 10);
         let cisn = p[0].seq;
