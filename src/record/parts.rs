@@ -28,9 +28,12 @@ pub fn previous_part(path: &Path, number: u32) -> Option<PathBuf> {
 
 /// The part after `path`, as its trailer names it. The name comes from the
 /// file, so it is taken only as a sibling's file name ending in `.muxrec`:
-/// a recording cannot point a reader anywhere else on the disk.
+/// a recording cannot point a reader anywhere else on the disk, nor at
+/// itself (playing on would go round for ever).
 pub fn next_part(path: &Path, named: &str) -> Option<PathBuf> {
+    let itself = path.file_name().is_some_and(|own| own == named);
     let plain = !named.is_empty()
+        && !itself
         && !named.contains(['/', '\\', '\0'])
         && !named.starts_with('.')
         && named.ends_with(&format!(".{EXTENSION}"));
@@ -92,6 +95,7 @@ mod tests {
             ".muxrec",
             "s.2.txt",
             "a\0.muxrec",
+            "s.muxrec",
         ] {
             assert_eq!(next_part(here, hostile), None, "{hostile:?}");
         }
