@@ -179,6 +179,11 @@ pub enum CloseReason {
     ReplayEnded {
         reset: bool,
     },
+    /// A replay closed with FIN where the recording's server did, and the
+    /// client sent none back before the close's deadline, so it was reset.
+    ReplayTimedOut {
+        after_ms: u64,
+    },
 }
 
 impl fmt::Display for CloseReason {
@@ -228,6 +233,10 @@ impl fmt::Display for CloseReason {
             CloseReason::ReplayEnded { reset: false } => {
                 f.write_str("closed where the recording's server closed (replay)")
             }
+            CloseReason::ReplayTimedOut { after_ms } => write!(
+                f,
+                "reset: no FIN from the client {after_ms} ms after the replay closed where the recording did"
+            ),
         }
     }
 }

@@ -539,3 +539,43 @@ fn a_connection_without_bytes_is_refused_naming_those_with_some() {
     let s = ReplayScript::load(&path, None, ReplayTiming::Wait, false).unwrap();
     assert_eq!(s.conn, talker);
 }
+
+#[test]
+fn a_client_that_never_answers_the_replayed_fin_is_reset_and_told_why() {
+    let dir = TempDir::new("replay-fin-timeout");
+    let path = dir.path().join("kicked.muxrec");
+    {
+        let h = Harness::start(EngineConfig {
+            record: recording(&path),
+            ..EngineConfig::default()
+        });
+        let (mut c, id) = h.connect();
+        h.send(Command::Inject {
+            targets: Targets::one(id),
+            bytes: b"bye\r\n".to_vec(),
+        });
+        expect(&mut c, b"bye\r\n", "bye (recording)");
+        h.send(Command::Kick {
+            targets: Targets::one(id),
+            mode: KickMode::Graceful,
+        });
+        assert_eq!(read_to_eof(&mut c, "kick (recording)"), b"");
+        drop(c);
+        assert_eq!(h.wait_closed(id), CloseReason::Kicked(KickMode::Graceful));
+        h.shutdown();
+    }
+    let h = Harness::start(EngineConfig {
+        replay: Some(script(&path, ReplayTiming::Wait, false)),
+        kick_timeout: Duration::from_millis(300),
+        ..EngineConfig::default()
+    });
+    let (mut c, id) = h.connect();
+    expect(&mut c, b"bye\r\n", "bye");
+    assert_eq!(read_to_eof(&mut c, "the replayed FIN"), b"");
+    // The client keeps its side open: the replay's close times out.
+    assert_eq!(
+        h.wait_closed(id),
+        CloseReason::ReplayTimedOut { after_ms: 300 }
+    );
+    drop(c);
+}

@@ -746,18 +746,45 @@ impl Io<'_> {
     }
 }
 
-/// The end of a graceful close: a kick's, a scenario rule's, or a
-/// replayed recording's.
+/// What began a graceful close: a kick, a scenario rule, or a replayed
+/// recording's end.
+enum Began {
+    Kick,
+    Rule(u16),
+    Replay,
+}
+
+fn began(conn: &Connection) -> Began {
+    match conn.script.as_ref().and_then(|s| s.closing_rule) {
+        Some(rule) => Began::Rule(rule),
+        None if conn.replay.as_ref().is_some_and(|r| r.ended) => Began::Replay,
+        None => Began::Kick,
+    }
+}
+
+/// The end of a graceful close, said as what began it.
 fn graceful(conn: &Connection) -> Close {
-    let reason = match conn.script.as_ref().and_then(|s| s.closing_rule) {
-        Some(rule) => CloseReason::Rule { rule, reset: false },
-        None if conn.replay.as_ref().is_some_and(|r| r.ended) => {
-            CloseReason::ReplayEnded { reset: false }
-        }
-        None => CloseReason::Kicked(KickMode::Graceful),
+    let reason = match began(conn) {
+        Began::Rule(rule) => CloseReason::Rule { rule, reset: false },
+        Began::Replay => CloseReason::ReplayEnded { reset: false },
+        Began::Kick => CloseReason::Kicked(KickMode::Graceful),
     };
     Close {
         reason,
         reset: false,
+    }
+}
+
+/// A graceful close that did not finish by its deadline (`after_ms`): the
+/// connection is reset, said as what began the close.
+pub(super) fn close_timed_out(conn: &Connection, after_ms: u64) -> Close {
+    let reason = match began(conn) {
+        Began::Rule(rule) => CloseReason::RuleTimedOut { rule, after_ms },
+        Began::Replay => CloseReason::ReplayTimedOut { after_ms },
+        Began::Kick => CloseReason::KickTimedOut { after_ms },
+    };
+    Close {
+        reason,
+        reset: true,
     }
 }

@@ -461,15 +461,7 @@ impl EventLoop {
                         let after_ms = self.config.kick_timeout.as_millis() as u64;
                         // A stale entry (the client closed) finds nothing.
                         self.with_conn_id(id, key, |_, conn| {
-                            // Said as what began the close: a kick or a rule.
-                            let reason = match conn.script.as_ref().and_then(|s| s.closing_rule) {
-                                Some(rule) => CloseReason::RuleTimedOut { rule, after_ms },
-                                None => CloseReason::KickTimedOut { after_ms },
-                            };
-                            Outcome::Close(Close {
-                                reason,
-                                reset: true,
-                            })
+                            Outcome::Close(super::conn_io::close_timed_out(conn, after_ms))
                         });
                     }
                 }

@@ -299,6 +299,7 @@ fn server_close(reason: &CloseReason) -> Option<bool> {
         CloseReason::EngineStopped => Some(false),
         CloseReason::KickTimedOut { .. }
         | CloseReason::RuleTimedOut { .. }
+        | CloseReason::ReplayTimedOut { .. }
         | CloseReason::ReplayDiverged { .. } => Some(true),
         CloseReason::Fault { reset, .. }
         | CloseReason::Rule { reset, .. }

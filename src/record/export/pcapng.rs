@@ -419,6 +419,7 @@ impl<'a> Tcp<'a> {
             | CloseReason::Fault { reset: true, .. }
             | CloseReason::Rule { reset: true, .. }
             | CloseReason::RuleTimedOut { .. }
+            | CloseReason::ReplayTimedOut { .. }
             | CloseReason::ReplayEnded { reset: true }
             | CloseReason::ReplayDiverged { .. }
             | CloseReason::Error(_) => self.rst(at, false),
