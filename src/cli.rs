@@ -216,8 +216,13 @@ impl ExportArgs {
     pub fn run(&self) -> std::process::ExitCode {
         match crate::record::export::export(&self.file, self.format, &self.conns, &self.output) {
             Ok(done) => {
+                // A warning can quote the file (a part's name): it is
+                // printed as text, never as terminal control sequences.
                 for w in &done.warnings {
-                    eprintln!("muxscope: warning: {w}");
+                    eprintln!(
+                        "muxscope: warning: {}",
+                        crate::logging::terminal_safe(w, 1000)
+                    );
                 }
                 println!(
                     "muxscope: exported {} from {} to {}",
@@ -228,7 +233,7 @@ impl ExportArgs {
                 std::process::ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("muxscope: {e}");
+                eprintln!("muxscope: {}", crate::logging::terminal_safe(&e, 1000));
                 std::process::ExitCode::FAILURE
             }
         }

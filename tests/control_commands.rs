@@ -263,3 +263,56 @@ fn each_viewer_watches_as_itself_and_its_watch_ends_when_it_leaves() {
     );
     drop(two);
 }
+
+#[test]
+fn a_viewer_leaving_while_the_engine_is_full_still_ends_its_watch() {
+    let dir = TempDir::new("commands-unwatch");
+    let mut opts = ControlOptions::new("127.0.0.1:0");
+    opts.web_root = Some(web_root(&dir));
+    let (_batches_tx, batches_rx) = crossbeam_channel::bounded::<Batch>(64);
+    let (cmd_tx, cmd_rx) = crossbeam_channel::bounded::<Command>(1);
+    let (server, _relay) = ControlServer::start(
+        &opts,
+        batches_rx,
+        Box::new(move |c| {
+            cmd_tx.try_send(c).map_err(|e| match e {
+                crossbeam_channel::TrySendError::Full(c)
+                | crossbeam_channel::TrySendError::Disconnected(c) => c,
+            })
+        }),
+    )
+    .unwrap();
+    let mut v = Viewer::attach(&format!("ws://{}/ws", server.local_addr()));
+    v.send(&Command::Watch {
+        viewer: 0,
+        conns: vec![ConnId(7)],
+    });
+    // The watch fills the engine's one slot; the viewer leaves meanwhile.
+    let deadline = Instant::now() + STEP;
+    while cmd_rx.is_empty() {
+        assert!(Instant::now() < deadline, "the watch never arrived");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    drop(v);
+    let deadline = Instant::now() + STEP;
+    while server.viewers() > 0 {
+        assert!(Instant::now() < deadline, "the viewer never left");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let Command::Watch { viewer, conns } = cmd_rx.recv_timeout(STEP).unwrap() else {
+        panic!("a watch first");
+    };
+    assert_eq!(conns, vec![ConnId(7)]);
+    // Room again: the end of its watch comes, though it left while full.
+    let ended = cmd_rx
+        .recv_timeout(STEP)
+        .expect("the end of its watch arrives");
+    assert_eq!(
+        ended,
+        Command::Watch {
+            viewer,
+            conns: Vec::new()
+        }
+    );
+}

@@ -244,7 +244,7 @@ impl ReplayBackend {
             && let Some(trailer) = &index.trailer
         {
             self.timeline.next_part = match (&self.timeline.path, &trailer.next_part) {
-                (Some(path), Some(name)) => parts::next_part(path, name),
+                (Some(path), Some(name)) => parts::next_part(path, self.timeline.part, name),
                 _ => None,
             };
             self.timeline.trailer = Some(trailer.clone());

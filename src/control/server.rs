@@ -52,6 +52,10 @@ use tungstenite::{Message, WebSocket};
 /// read until it is taken, so nothing is dropped and nothing piles up.
 pub type CommandSink = Box<dyn Fn(Command) -> Result<(), Command> + Send>;
 
+/// Ended watches kept for an engine with no room to take them; the engine
+/// forgets the oldest watches by itself past a few.
+const MAX_UNWATCHED: usize = 256;
+
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
 const FIRST_CONN: usize = 2;
@@ -190,6 +194,7 @@ impl ControlServer {
                 burst: f64::from(opts.command_burst.max(1)),
                 viewer_count: 0,
                 last_viewer_id: LOCAL_VIEWER,
+                unwatched: Vec::new(),
                 viewers_shown: viewers.clone(),
                 clock,
                 verdict: verdict.clone(),
@@ -281,6 +286,9 @@ struct Shared {
     viewer_count: usize,
     /// The last id given to a viewer (each its own, for `Command::Watch`).
     last_viewer_id: ViewerId,
+    /// Viewers gone whose watch the engine had no room to end yet; tried
+    /// again every turn of the loop.
+    unwatched: Vec<ViewerId>,
     /// `viewer_count` for [`ControlServer::viewers`].
     viewers_shown: Arc<AtomicUsize>,
     /// The engine's clock, for notices to one viewer.
@@ -292,6 +300,21 @@ struct Shared {
 }
 
 impl Shared {
+    /// Tell the engine the watches of viewers gone have ended, as many as
+    /// it takes now; the rest wait for the next try.
+    fn end_watches(&mut self) {
+        while let Some(&viewer) = self.unwatched.first() {
+            let end = Command::Watch {
+                viewer,
+                conns: Vec::new(),
+            };
+            if (self.commands)(end).is_err() {
+                return;
+            }
+            self.unwatched.remove(0);
+        }
+    }
+
     /// The close frame for viewers of an ended engine, once it is known
     /// (or waited for long enough).
     fn engine_close(&mut self, now: Instant) -> Option<CloseFrame<'static>> {
@@ -504,6 +527,7 @@ impl IoLoop {
     /// Deadlines, pings, throttles and the ended engine: whatever is due.
     fn housekeeping(&mut self) {
         let now = Instant::now();
+        self.shared.end_watches();
         if self.accept_paused_until.is_some_and(|t| now >= t) {
             self.accept_paused_until = None;
             self.accept();
@@ -585,12 +609,13 @@ impl IoLoop {
         }
         if let State::Viewer(v) = &conn.state {
             v.gone.store(true, Ordering::Relaxed);
-            // Its watch ends with it. If the engine has no room now, the
-            // watch is forgotten later, when other viewers' crowd it out.
-            let _ = (self.shared.commands)(Command::Watch {
-                viewer: v.id,
-                conns: Vec::new(),
-            });
+            // Its watch ends with it, as soon as the engine has room (a
+            // dead engine takes none: keep a bounded few).
+            if self.shared.unwatched.len() >= MAX_UNWATCHED {
+                self.shared.unwatched.remove(0);
+            }
+            self.shared.unwatched.push(v.id);
+            self.shared.end_watches();
             self.shared.viewer_count -= 1;
             self.shared
                 .viewers_shown

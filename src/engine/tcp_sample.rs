@@ -111,14 +111,16 @@ impl EventLoop {
         if sampler.watchers.len() > MAX_WATCHERS {
             sampler.watchers.remove(0);
         }
+        // Past the cap, the viewers heard from most recently come first.
         let mut all: Vec<(ConnId, usize)> = sampler
             .watchers
             .iter()
+            .rev()
             .flat_map(|(_, set)| set.iter().copied())
+            .take(MAX_WATCHED_IN_ALL)
             .collect();
         all.sort_unstable_by_key(|&(id, key)| (key, id));
         all.dedup();
-        all.truncate(MAX_WATCHED_IN_ALL);
         sampler.watched = all;
     }
 

@@ -26,18 +26,20 @@ pub fn previous_part(path: &Path, number: u32) -> Option<PathBuf> {
     })
 }
 
-/// The part after `path`, as its trailer names it. The name comes from the
-/// file, so it is taken only as a sibling's file name ending in `.muxrec`:
-/// a recording cannot point a reader anywhere else on the disk, nor at
-/// itself (playing on would go round for ever).
-pub fn next_part(path: &Path, named: &str) -> Option<PathBuf> {
-    let itself = path.file_name().is_some_and(|own| own == named);
-    let plain = !named.is_empty()
-        && !itself
-        && !named.contains(['/', '\\', '\0'])
-        && !named.starts_with('.')
-        && named.ends_with(&format!(".{EXTENSION}"));
-    plain.then(|| path.with_file_name(named))
+/// The part after `path` (part `number`), when its trailer names it as
+/// rotation does: `NAME.muxrec` → `NAME.2.muxrec` → `NAME.3.muxrec`. The
+/// name comes from the file, so nothing else is taken: a recording cannot
+/// point a reader elsewhere on the disk, nor back at an earlier part
+/// (playing on would go round for ever).
+pub fn next_part(path: &Path, number: u32, named: &str) -> Option<PathBuf> {
+    let stem = stem(path);
+    let first_stem = if number <= 1 {
+        stem.as_str()
+    } else {
+        stem.strip_suffix(&format!(".{number}"))?
+    };
+    let expected = format!("{first_stem}.{}.{EXTENSION}", number.checked_add(1)?);
+    (named == expected).then(|| path.with_file_name(named))
 }
 
 /// `NAME` of `dir/NAME.muxrec` (the whole file name without the extension
@@ -80,12 +82,23 @@ mod tests {
     }
 
     #[test]
-    fn a_next_part_is_only_ever_a_sibling_recording() {
+    fn a_next_part_is_only_ever_the_sibling_rotation_names_next() {
         let here = Path::new("/rec/s.muxrec");
         assert_eq!(
-            next_part(here, "s.2.muxrec"),
+            next_part(here, 1, "s.2.muxrec"),
             Some(PathBuf::from("/rec/s.2.muxrec"))
         );
+        assert_eq!(
+            next_part(Path::new("/rec/s.2.muxrec"), 2, "s.3.muxrec"),
+            Some(PathBuf::from("/rec/s.3.muxrec"))
+        );
+        // Back to an earlier part, or skipping one: a loop, or not ours.
+        assert_eq!(next_part(Path::new("/rec/s.2.muxrec"), 2, "s.muxrec"), None);
+        assert_eq!(next_part(here, 1, "s.3.muxrec"), None);
+        assert_eq!(next_part(here, 1, "other.2.muxrec"), None);
+        // A header that lies about its number finds nothing.
+        assert_eq!(next_part(here, 2, "s.3.muxrec"), None);
+        assert_eq!(next_part(here, u32::MAX, "s.0.muxrec"), None);
         for hostile in [
             "",
             "../s.2.muxrec",
@@ -97,7 +110,7 @@ mod tests {
             "a\0.muxrec",
             "s.muxrec",
         ] {
-            assert_eq!(next_part(here, hostile), None, "{hostile:?}");
+            assert_eq!(next_part(here, 1, hostile), None, "{hostile:?}");
         }
     }
 }

@@ -949,7 +949,14 @@ impl MuxscopeApp {
             {
                 t.playing = play;
                 t.speed = speed;
+                // The new part knows nothing of what was inspected: ask it
+                // (the inspector asks again only when the selection moves).
+                if let Some(conn) = selection.primary {
+                    self.commands.push(Command::Inspect { conn });
+                }
                 self.selection = selection;
+                // Opened mid-frame: the next frame plays it.
+                ui.ctx().request_repaint();
             }
         }
         // The selection's throughput is followed whether or not the plot
@@ -1066,6 +1073,14 @@ impl eframe::App for MuxscopeApp {
 
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         self.draw(ui);
+    }
+
+    /// In a browser, saving every few seconds is all there is: eframe 0.37
+    /// listens for an "onbeforeunload" event, which no browser sends, so
+    /// nothing is saved when the tab closes. A layout is a few KiB.
+    #[cfg(target_arch = "wasm32")]
+    fn auto_save_interval(&self) -> Duration {
+        Duration::from_secs(2)
     }
 
     /// eframe calls this periodically (and on exit when it has storage).
