@@ -62,6 +62,29 @@ impl TcpSampler {
         }
     }
 
+    /// `viewer` now watches `conns` (resolved); the viewer heard from
+    /// longest ago is forgotten past [`MAX_WATCHERS`].
+    fn set_watch(&mut self, viewer: ViewerId, conns: Vec<(ConnId, usize)>) {
+        self.watchers.retain(|(v, _)| *v != viewer);
+        if !conns.is_empty() {
+            self.watchers.push((viewer, conns));
+        }
+        if self.watchers.len() > MAX_WATCHERS {
+            self.watchers.remove(0);
+        }
+        // Past the cap, the viewers heard from most recently come first.
+        let mut all: Vec<(ConnId, usize)> = self
+            .watchers
+            .iter()
+            .rev()
+            .flat_map(|(_, set)| set.iter().copied())
+            .take(MAX_WATCHED_IN_ALL)
+            .collect();
+        all.sort_unstable_by_key(|&(id, key)| (key, id));
+        all.dedup();
+        self.watched = all;
+    }
+
     /// When the loop must wake for the sampler, if it has anything to do.
     pub fn deadline(&self, conns: usize) -> Option<Instant> {
         (self.available && conns > 0).then_some(self.next_at)
@@ -103,25 +126,7 @@ impl EventLoop {
     pub(super) fn watch(&mut self, viewer: ViewerId, mut conns: Vec<ConnId>) {
         conns.truncate(MAX_WATCHED);
         let resolved = self.targets(&Targets::Conns(conns));
-        let sampler = &mut self.sampler;
-        sampler.watchers.retain(|(v, _)| *v != viewer);
-        if !resolved.is_empty() {
-            sampler.watchers.push((viewer, resolved));
-        }
-        if sampler.watchers.len() > MAX_WATCHERS {
-            sampler.watchers.remove(0);
-        }
-        // Past the cap, the viewers heard from most recently come first.
-        let mut all: Vec<(ConnId, usize)> = sampler
-            .watchers
-            .iter()
-            .rev()
-            .flat_map(|(_, set)| set.iter().copied())
-            .take(MAX_WATCHED_IN_ALL)
-            .collect();
-        all.sort_unstable_by_key(|&(id, key)| (key, id));
-        all.dedup();
-        sampler.watched = all;
+        self.sampler.set_watch(viewer, resolved);
     }
 
     /// One slice, if due: the watched connections, then the next tenth of
@@ -169,6 +174,50 @@ impl EventLoop {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn watched(s: &TcpSampler) -> Vec<u64> {
+        s.watched.iter().map(|(id, _)| id.0).collect()
+    }
+
+    #[test]
+    fn each_viewer_keeps_its_watch_until_it_ends_it_or_is_crowded_out() {
+        let mut s = TcpSampler::new(Instant::now());
+        let set = |ids: &[u64]| ids.iter().map(|&i| (ConnId(i), i as usize)).collect();
+        s.set_watch(1, set(&[1, 2]));
+        s.set_watch(2, set(&[2, 3]));
+        assert_eq!(watched(&s), [1, 2, 3], "the union, each once");
+        s.set_watch(1, set(&[4]));
+        assert_eq!(
+            watched(&s),
+            [2, 3, 4],
+            "a viewer's new set replaces its old"
+        );
+        s.set_watch(2, Vec::new());
+        assert_eq!(watched(&s), [4], "an empty set ends a watch");
+        // Viewers 100.. each watch one connection; past MAX_WATCHERS the
+        // one heard from longest ago (viewer 1) goes.
+        for v in 0..MAX_WATCHERS as u64 {
+            s.set_watch(100 + v, set(&[100 + v]));
+        }
+        assert!(!watched(&s).contains(&4), "{:?}", watched(&s));
+        assert_eq!(s.watchers.len(), MAX_WATCHERS);
+    }
+
+    #[test]
+    fn past_the_cap_the_latest_viewers_are_watched() {
+        let mut s = TcpSampler::new(Instant::now());
+        let range = |from: u64| {
+            (from..from + MAX_WATCHED as u64)
+                .map(|i| (ConnId(i), i as usize))
+                .collect()
+        };
+        for v in 0..5u64 {
+            s.set_watch(v, range(v * 10_000));
+        }
+        assert_eq!(s.watched.len(), MAX_WATCHED_IN_ALL);
+        // The first viewer's set (0..) is the one left out.
+        assert!(s.watched.iter().all(|(id, _)| id.0 >= 10_000));
+    }
 
     #[test]
     fn a_round_samples_each_connection_once() {
