@@ -88,6 +88,10 @@ pub struct MuxscopeApp {
     live: Option<(Box<dyn Backend>, Monitor)>,
     /// The connections last named in a `Command::Watch`, and when.
     watching: (Vec<ConnId>, Option<Instant>),
+    /// The selection of a recording's part just left, for the next part:
+    /// taken up once that part's model has the connection (its first
+    /// drains may not have reached it), dropped if it never comes.
+    carried_selection: Option<Selection>,
 }
 
 impl MuxscopeApp {
@@ -115,6 +119,7 @@ impl MuxscopeApp {
             pending_accept_fault: None,
             live: None,
             watching: (Vec::new(), None),
+            carried_selection: None,
         }
     }
 
@@ -156,6 +161,25 @@ impl MuxscopeApp {
     pub fn pump(&mut self) -> bool {
         let more = self.backend.drain_into(&mut self.monitor, DRAIN_BUDGET);
         self.monitor.prune();
+        if self.selection != Selection::default() {
+            // The user chose meanwhile.
+            self.carried_selection = None;
+        }
+        if let Some(carried) = &self.carried_selection {
+            let primary = carried.primary;
+            if primary.is_some_and(|id| self.monitor.connections.get(id).is_some()) {
+                self.selection = carried.clone();
+                self.carried_selection = None;
+                // The new part knows nothing of what was inspected: ask it
+                // (the inspector asks again only when the selection moves).
+                if let Some(conn) = primary {
+                    self.commands.push(Command::Inspect { conn });
+                }
+            } else if !more {
+                // Caught up without it: not in this part.
+                self.carried_selection = None;
+            }
+        }
         // Forget selected rows that were pruned away.
         let table = &self.monitor.connections;
         self.selection.conns.retain(|id| table.get(*id).is_some());
@@ -200,6 +224,7 @@ impl MuxscopeApp {
         if old_status_is_live(&old.status()) && self.live.is_none() {
             self.live = Some((old, old_monitor));
         }
+        self.carried_selection = None;
         self.selection = Selection::default();
         self.focus_events_on = None;
     }
@@ -214,6 +239,7 @@ impl MuxscopeApp {
         if let Some((backend, monitor)) = self.live.take() {
             self.backend = backend;
             self.monitor = monitor;
+            self.carried_selection = None;
             self.selection = Selection::default();
         }
     }
@@ -949,12 +975,7 @@ impl MuxscopeApp {
             {
                 t.playing = play;
                 t.speed = speed;
-                // The new part knows nothing of what was inspected: ask it
-                // (the inspector asks again only when the selection moves).
-                if let Some(conn) = selection.primary {
-                    self.commands.push(Command::Inspect { conn });
-                }
-                self.selection = selection;
+                self.carried_selection = Some(selection);
                 // Opened mid-frame: the next frame plays it.
                 ui.ctx().request_repaint();
             }
