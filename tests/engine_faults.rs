@@ -359,3 +359,49 @@ fn back_to_back_slices_behind_a_latency_all_arrive() {
     let (back, _) = round_trip(&mut c, &payload);
     assert_same_bytes(&back, &payload, "sliced echo");
 }
+
+/// A client that half-closes and then goes away sends nothing more, so
+/// only a write can find out it is gone. While writes are stalled there is
+/// none: the connection stays half-closed, its bytes held. Lifting the
+/// stall writes them, the kernel answers with a reset, and it closes.
+#[test]
+fn a_client_gone_while_writes_are_stalled_is_found_gone_once_lifted() {
+    let h = Harness::start(EngineConfig::default());
+    let (mut c, id) = h.connect();
+    h.send(Command::SetFaults {
+        scope: FaultScope::Conns(Targets::one(id)),
+        faults: Box::new(Faults {
+            stall_writes: true,
+            ..Faults::default()
+        }),
+    });
+    h.wait_for("the stall to be set", |m| {
+        m.counters.get(&id).filter(|c| c.has_faults()).map(|_| ())
+    });
+    c.write_all(b"held back\n").unwrap();
+    c.shutdown(std::net::Shutdown::Write).unwrap();
+    drop(c);
+    let closed = |m: &Model| {
+        matches!(
+            m.counters.get(&id).map(|c| &c.state),
+            Some(muxscope::protocol::ConnState::Closed(_))
+        )
+        .then_some(())
+    };
+    assert!(
+        h.wait_until(Duration::from_millis(600), closed).is_none(),
+        "nothing can tell the engine the client is gone while it may not write"
+    );
+    h.send(Command::SetFaults {
+        scope: FaultScope::Conns(Targets::one(id)),
+        faults: Box::default(),
+    });
+    let reason = h.wait_closed(id);
+    assert!(
+        matches!(
+            reason,
+            CloseReason::PeerReset | CloseReason::PeerClosed | CloseReason::Error(_)
+        ),
+        "{reason:?}"
+    );
+}

@@ -671,6 +671,13 @@ impl Run {
             targets: Targets::All,
             paused: false,
         })?;
+        // Faults lifted: a client that half-closed and then went away is
+        // found gone only by a write, and stalled writes never come
+        // (engine_faults: a_client_gone_while_writes_are_stalled_…).
+        self.command(Command::SetFaults {
+            scope: FaultScope::Conns(Targets::All),
+            faults: Box::default(),
+        })?;
         for e in &mut self.echo {
             e.paused = false;
         }
