@@ -41,6 +41,35 @@ fn start(
     (server, batches_tx, cmd_rx, dir)
 }
 
+/// A control server whose engine channel has room for `room` commands:
+/// the endpoint must hold the rest back, as with a busy engine.
+fn start_with_room(
+    room: usize,
+) -> (
+    ControlServer,
+    crossbeam_channel::Sender<Batch>,
+    crossbeam_channel::Receiver<Command>,
+    TempDir,
+) {
+    let dir = TempDir::new("commands-room");
+    let mut opts = ControlOptions::new("127.0.0.1:0");
+    opts.web_root = Some(web_root(&dir));
+    let (batches_tx, batches_rx) = crossbeam_channel::bounded::<Batch>(64);
+    let (cmd_tx, cmd_rx) = crossbeam_channel::bounded::<Command>(room);
+    let (server, _relay) = ControlServer::start(
+        &opts,
+        batches_rx,
+        Box::new(move |c| {
+            cmd_tx.try_send(c).map_err(|e| match e {
+                crossbeam_channel::TrySendError::Full(c)
+                | crossbeam_channel::TrySendError::Disconnected(c) => c,
+            })
+        }),
+    )
+    .unwrap();
+    (server, batches_tx, cmd_rx, dir)
+}
+
 fn listen(addr: &str) -> Command {
     Command::Listen {
         addr: addr.to_owned(),
@@ -187,22 +216,7 @@ fn a_viewer_cannot_send_commands_faster_than_its_rate() {
 /// is room, so nothing is lost and nothing piles up in between.
 #[test]
 fn a_full_engine_channel_holds_commands_back_losslessly() {
-    let dir = TempDir::new("commands-full");
-    let mut opts = ControlOptions::new("127.0.0.1:0");
-    opts.web_root = Some(web_root(&dir));
-    let (_batches_tx, batches_rx) = crossbeam_channel::bounded::<Batch>(64);
-    let (cmd_tx, cmd_rx) = crossbeam_channel::bounded::<Command>(8);
-    let (server, _relay) = ControlServer::start(
-        &opts,
-        batches_rx,
-        Box::new(move |c| {
-            cmd_tx.try_send(c).map_err(|e| match e {
-                crossbeam_channel::TrySendError::Full(c)
-                | crossbeam_channel::TrySendError::Disconnected(c) => c,
-            })
-        }),
-    )
-    .unwrap();
+    let (server, _batches, cmd_rx, _dir) = start_with_room(8);
     let mut v = Viewer::attach(&format!("ws://{}/ws", server.local_addr()));
     const N: u64 = 200;
     for i in 0..N {
@@ -266,22 +280,7 @@ fn each_viewer_watches_as_itself_and_its_watch_ends_when_it_leaves() {
 
 #[test]
 fn a_viewer_leaving_while_the_engine_is_full_still_ends_its_watch() {
-    let dir = TempDir::new("commands-unwatch");
-    let mut opts = ControlOptions::new("127.0.0.1:0");
-    opts.web_root = Some(web_root(&dir));
-    let (_batches_tx, batches_rx) = crossbeam_channel::bounded::<Batch>(64);
-    let (cmd_tx, cmd_rx) = crossbeam_channel::bounded::<Command>(1);
-    let (server, _relay) = ControlServer::start(
-        &opts,
-        batches_rx,
-        Box::new(move |c| {
-            cmd_tx.try_send(c).map_err(|e| match e {
-                crossbeam_channel::TrySendError::Full(c)
-                | crossbeam_channel::TrySendError::Disconnected(c) => c,
-            })
-        }),
-    )
-    .unwrap();
+    let (server, _batches, cmd_rx, _dir) = start_with_room(1);
     let mut v = Viewer::attach(&format!("ws://{}/ws", server.local_addr()));
     v.send(&Command::Watch {
         viewer: 0,

@@ -191,10 +191,8 @@ fn corrupt_at_one_alters_every_byte() {
     assert_eq!(same, 0, "every byte altered");
 }
 
-#[test]
-fn lifting_a_stall_delivers_everything_intact() {
-    let h = Harness::start(EngineConfig::default());
-    let (mut c, id) = h.connect();
+/// Stall `id`'s writes, and wait until the engine has.
+fn stall_writes(h: &Harness, id: muxscope::protocol::ConnId) {
     h.send(Command::SetFaults {
         scope: FaultScope::Conns(Targets::one(id)),
         faults: Box::new(Faults {
@@ -205,6 +203,13 @@ fn lifting_a_stall_delivers_everything_intact() {
     h.wait_for("the stall to be set", |m| {
         m.counters.get(&id).filter(|c| c.has_faults()).map(|_| ())
     });
+}
+
+#[test]
+fn lifting_a_stall_delivers_everything_intact() {
+    let h = Harness::start(EngineConfig::default());
+    let (mut c, id) = h.connect();
+    stall_writes(&h, id);
     let payload: Vec<u8> = (0..200_000u64).map(pattern).collect();
     c.write_all(&payload).unwrap();
     assert_silent(&mut c, Duration::from_millis(300), "stalled writes");
@@ -368,16 +373,7 @@ fn back_to_back_slices_behind_a_latency_all_arrive() {
 fn a_client_gone_while_writes_are_stalled_is_found_gone_once_lifted() {
     let h = Harness::start(EngineConfig::default());
     let (mut c, id) = h.connect();
-    h.send(Command::SetFaults {
-        scope: FaultScope::Conns(Targets::one(id)),
-        faults: Box::new(Faults {
-            stall_writes: true,
-            ..Faults::default()
-        }),
-    });
-    h.wait_for("the stall to be set", |m| {
-        m.counters.get(&id).filter(|c| c.has_faults()).map(|_| ())
-    });
+    stall_writes(&h, id);
     c.write_all(b"held back\n").unwrap();
     c.shutdown(std::net::Shutdown::Write).unwrap();
     drop(c);

@@ -64,6 +64,34 @@ fn record_session(dir: &TempDir, name: &str) -> PathBuf {
     path
 }
 
+/// Record a server that says each of `lines` (injects, `gap` apart), then
+/// closes with a graceful kick the client answers.
+fn record_injects_then_kick(path: &Path, lines: &[&[u8]], gap: Duration) {
+    let h = Harness::start(EngineConfig {
+        record: recording(path),
+        ..EngineConfig::default()
+    });
+    let (mut c, id) = h.connect();
+    for (i, line) in lines.iter().enumerate() {
+        if i > 0 {
+            std::thread::sleep(gap);
+        }
+        h.send(Command::Inject {
+            targets: Targets::one(id),
+            bytes: line.to_vec(),
+        });
+        expect(&mut c, line, "an inject (recording)");
+    }
+    h.send(Command::Kick {
+        targets: Targets::one(id),
+        mode: KickMode::Graceful,
+    });
+    assert_eq!(read_to_eof(&mut c, "kick (recording)"), b"");
+    drop(c);
+    assert_eq!(h.wait_closed(id), CloseReason::Kicked(KickMode::Graceful));
+    h.shutdown();
+}
+
 /// Every byte of recorded connection `conn` in direction `dir`.
 fn recorded_bytes(path: &Path, conn: u64, dir: Direction) -> Vec<u8> {
     let mut r = Reader::open(std::fs::File::open(path).unwrap()).unwrap();
@@ -273,32 +301,7 @@ fn strict_replay_resets_a_deviating_client() {
 fn original_timing_keeps_the_recorded_gaps_and_the_recorded_close() {
     let dir = TempDir::new("replay-original");
     let a = dir.path().join("timed.muxrec");
-    {
-        let h = Harness::start(EngineConfig {
-            record: recording(&a),
-            ..EngineConfig::default()
-        });
-        let (mut c, id) = h.connect();
-        let inject = |bytes: &[u8]| {
-            h.send(Command::Inject {
-                targets: Targets::one(id),
-                bytes: bytes.to_vec(),
-            })
-        };
-        inject(b"one\r\n");
-        expect(&mut c, b"one\r\n", "first (recording)");
-        std::thread::sleep(Duration::from_millis(300));
-        inject(b"two\r\n");
-        expect(&mut c, b"two\r\n", "second (recording)");
-        h.send(Command::Kick {
-            targets: Targets::one(id),
-            mode: KickMode::Graceful,
-        });
-        assert_eq!(read_to_eof(&mut c, "kick (recording)"), b"");
-        drop(c);
-        assert_eq!(h.wait_closed(id), CloseReason::Kicked(KickMode::Graceful));
-        h.shutdown();
-    }
+    record_injects_then_kick(&a, &[b"one\r\n", b"two\r\n"], Duration::from_millis(300));
     let s = script(&a, ReplayTiming::Original, false);
     let recorded_gap = match (&s.steps[0], &s.steps[1]) {
         (ReplayStep::Send { at: a, .. }, ReplayStep::Send { at: b, .. }) => {
@@ -544,26 +547,7 @@ fn a_connection_without_bytes_is_refused_naming_those_with_some() {
 fn a_client_that_never_answers_the_replayed_fin_is_reset_and_told_why() {
     let dir = TempDir::new("replay-fin-timeout");
     let path = dir.path().join("kicked.muxrec");
-    {
-        let h = Harness::start(EngineConfig {
-            record: recording(&path),
-            ..EngineConfig::default()
-        });
-        let (mut c, id) = h.connect();
-        h.send(Command::Inject {
-            targets: Targets::one(id),
-            bytes: b"bye\r\n".to_vec(),
-        });
-        expect(&mut c, b"bye\r\n", "bye (recording)");
-        h.send(Command::Kick {
-            targets: Targets::one(id),
-            mode: KickMode::Graceful,
-        });
-        assert_eq!(read_to_eof(&mut c, "kick (recording)"), b"");
-        drop(c);
-        assert_eq!(h.wait_closed(id), CloseReason::Kicked(KickMode::Graceful));
-        h.shutdown();
-    }
+    record_injects_then_kick(&path, &[b"bye\r\n"], Duration::ZERO);
     let h = Harness::start(EngineConfig {
         replay: Some(script(&path, ReplayTiming::Wait, false)),
         kick_timeout: Duration::from_millis(300),
