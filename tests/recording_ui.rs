@@ -198,8 +198,10 @@ fn a_rotated_recording_opens_part_by_part_and_plays_on_into_the_next() {
     ];
     let mut h = ui_support::app(&args, files);
     let addr = listening(&mut h);
-    // 100 KB per client recorded (both ways): parts of 64 KiB each.
+    // 100 KB per client recorded (both ways): parts of 64 KiB each. The
+    // clients stay connected, so every later part opens with them.
     let chunk = vec![b'x'; 50_000];
+    let mut clients = Vec::new();
     for _ in 0..3 {
         let mut client = TcpStream::connect(addr).unwrap();
         client
@@ -208,11 +210,13 @@ fn a_rotated_recording_opens_part_by_part_and_plays_on_into_the_next() {
         client.write_all(&chunk).unwrap();
         let mut back = vec![0u8; chunk.len()];
         client.read_exact(&mut back).unwrap();
+        clients.push(client);
         std::thread::sleep(Duration::from_millis(300));
         h.run_steps(2);
     }
     // A third part means the second was closed with its trailer.
     step_until(&mut h, "three parts on disk", |_| third.exists());
+    drop(clients);
 
     let shows = |path: &std::path::Path| {
         let path = path.to_owned();
@@ -249,6 +253,8 @@ fn a_rotated_recording_opens_part_by_part_and_plays_on_into_the_next() {
             t.path.as_deref() == Some(second.as_path()) && t.playing && t.speed == 10.0
         })
     });
+    // Paused there: at 10× part 2 is over in a few frames.
+    h.state_mut().timeline().unwrap().playing = false;
     // Once part 2's model has #1 (its first drains may not), it is
     // selected again and inspected.
     step_until(&mut h, "part 2 to select and inspect #1", |a| {

@@ -90,7 +90,8 @@ pub struct MuxscopeApp {
     watching: (Vec<ConnId>, Option<Instant>),
     /// The selection of a recording's part just left, for the next part:
     /// taken up once that part's model has the connection (its first
-    /// drains may not have reached it), dropped if it never comes.
+    /// drains may not have reached it, nor may this point of the part);
+    /// dropped when the user picks a row or another recording opens.
     carried_selection: Option<Selection>,
 }
 
@@ -175,9 +176,6 @@ impl MuxscopeApp {
                 if let Some(conn) = primary {
                     self.commands.push(Command::Inspect { conn });
                 }
-            } else if !more {
-                // Caught up without it: not in this part.
-                self.carried_selection = None;
             }
         }
         // Forget selected rows that were pruned away.
@@ -966,7 +964,12 @@ impl MuxscopeApp {
         {
             // Connection ids go on across parts: so do the selection and
             // the playback speed.
-            let selection = self.selection.clone();
+            // (A part played through before its model had the selection
+            // passes on the one still waiting.)
+            let selection = self
+                .carried_selection
+                .take()
+                .unwrap_or_else(|| self.selection.clone());
             // The bar says which part is shown: no notice per part. One
             // that failed to open leaves the old part paused at its end
             // (no retry every frame).
