@@ -11,51 +11,40 @@ use muxscope::protocol::{Batch, Command, ConnId, EventKind};
 use std::time::{Duration, Instant};
 use tungstenite::Message;
 
-/// A control server fed by a hand-driven batch channel; the commands it
-/// forwards land in the returned receiver.
-fn start(
-    token: Option<&str>,
-    tweak: impl FnOnce(&mut ControlOptions),
-) -> (
+type Started = (
     ControlServer,
     crossbeam_channel::Sender<Batch>,
     crossbeam_channel::Receiver<Command>,
     TempDir,
-) {
+);
+
+/// A control server fed by a hand-driven batch channel; the commands it
+/// forwards land in the returned receiver.
+fn start(token: Option<&str>, tweak: impl FnOnce(&mut ControlOptions)) -> Started {
+    serve(token, tweak, None)
+}
+
+/// A control server whose engine channel has room for `room` commands:
+/// the endpoint must hold the rest back, as with a busy engine.
+fn start_with_room(room: usize) -> Started {
+    serve(None, |_| {}, Some(room))
+}
+
+fn serve(
+    token: Option<&str>,
+    tweak: impl FnOnce(&mut ControlOptions),
+    room: Option<usize>,
+) -> Started {
     let dir = TempDir::new("commands");
     let mut opts = ControlOptions::new("127.0.0.1:0");
     opts.web_root = Some(web_root(&dir));
     opts.token = token.map(str::to_owned);
     tweak(&mut opts);
     let (batches_tx, batches_rx) = crossbeam_channel::bounded::<Batch>(64);
-    let (cmd_tx, cmd_rx) = crossbeam_channel::unbounded::<Command>();
-    let (server, _relay) = ControlServer::start(
-        &opts,
-        batches_rx,
-        Box::new(move |c| {
-            let _ = cmd_tx.send(c);
-            Ok(())
-        }),
-    )
-    .unwrap();
-    (server, batches_tx, cmd_rx, dir)
-}
-
-/// A control server whose engine channel has room for `room` commands:
-/// the endpoint must hold the rest back, as with a busy engine.
-fn start_with_room(
-    room: usize,
-) -> (
-    ControlServer,
-    crossbeam_channel::Sender<Batch>,
-    crossbeam_channel::Receiver<Command>,
-    TempDir,
-) {
-    let dir = TempDir::new("commands-room");
-    let mut opts = ControlOptions::new("127.0.0.1:0");
-    opts.web_root = Some(web_root(&dir));
-    let (batches_tx, batches_rx) = crossbeam_channel::bounded::<Batch>(64);
-    let (cmd_tx, cmd_rx) = crossbeam_channel::bounded::<Command>(room);
+    let (cmd_tx, cmd_rx) = match room {
+        Some(n) => crossbeam_channel::bounded::<Command>(n),
+        None => crossbeam_channel::unbounded::<Command>(),
+    };
     let (server, _relay) = ControlServer::start(
         &opts,
         batches_rx,

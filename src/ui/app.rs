@@ -162,7 +162,7 @@ impl MuxscopeApp {
     pub fn pump(&mut self) -> bool {
         let more = self.backend.drain_into(&mut self.monitor, DRAIN_BUDGET);
         self.monitor.prune();
-        if self.selection != Selection::default() {
+        if self.carried_selection.is_some() && self.selection != Selection::default() {
             // The user chose meanwhile.
             self.carried_selection = None;
         }
